@@ -1,0 +1,118 @@
+"""The ``jobtrigger`` command: ``controller``, ``crd``, ``run`` (request a manual run), ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import uuid
+
+from jobtrigger import logs
+
+
+def _controller(args: argparse.Namespace) -> int:
+    from jobtrigger.app import run_controller
+    from jobtrigger.reactor.controller import Settings
+
+    logs.setup(args.log_level, args.log_format)
+    host, _, port = args.http_addr.rpartition(":")
+    settings = Settings(
+        namespace=args.namespace or None,
+        workers=args.workers,
+        allow_cross_namespace=args.allow_cross_namespace,
+    )
+    asyncio.run(
+        run_controller(
+            settings,
+            kubeconfig=args.kubeconfig,
+            http_host=host or "0.0.0.0",
+            http_port=int(port),
+            shutdown_timeout=args.shutdown_timeout,
+        )
+    )
+    return 0
+
+
+def _crd(_: argparse.Namespace) -> int:
+    from jobtrigger.api.crd import crd_yaml
+
+    sys.stdout.write(crd_yaml())
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Request a manual run: set ``jobtrigger.dev/run-requested`` to a new token."""
+    from jobtrigger.api.models import GROUP, PLURAL, VERSION
+    from jobtrigger.jobs.builder import ANNOTATION_RUN_REQUESTED
+    from jobtrigger.kube.client import ApiError, KubeClient
+
+    token = args.token or uuid.uuid4().hex[:12]
+
+    async def go() -> int:
+        kube = await KubeClient.from_config(args.kubeconfig)
+        try:
+            ns = args.namespace or "default"
+            path = f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}/{args.name}"
+            await kube.merge_patch(path, {"metadata": {"annotations": {ANNOTATION_RUN_REQUESTED: token}}})
+        except ApiError as e:
+            print(f"error: {e.message}", file=sys.stderr)
+            return 1
+        finally:
+            await kube.close()
+        print(f"jobtrigger.jobtrigger.dev/{args.name} run requested (token {token})")
+        return 0
+
+    return asyncio.run(go())
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from jobtrigger.demo import demo
+
+    return asyncio.run(demo(keep_running=args.keep_running))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="jobtrigger", description="Run a Kubernetes Job when something happens.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("controller", help="run the controller")
+    c.add_argument("--kubeconfig", default=None, help="default: in-cluster config, else $KUBECONFIG")
+    c.add_argument(
+        "--namespace",
+        default=os.environ.get("JOBTRIGGER_NAMESPACE", ""),
+        help="watch only this namespace (default: all)",
+    )
+    c.add_argument("--workers", type=int, default=int(os.environ.get("JOBTRIGGER_WORKERS", "4")))
+    c.add_argument("--http-addr", default=os.environ.get("JOBTRIGGER_HTTP_ADDR", "0.0.0.0:8080"))
+    c.add_argument(
+        "--allow-cross-namespace",
+        action="store_true",
+        default=os.environ.get("JOBTRIGGER_ALLOW_CROSS_NAMESPACE") == "true",
+        help="let JobTriggers watch namespaced objects outside their own namespace",
+    )
+    c.add_argument("--shutdown-timeout", type=float, default=10.0)
+    c.add_argument("--log-level", default=os.environ.get("JOBTRIGGER_LOG_LEVEL", "info"))
+    c.add_argument("--log-format", choices=["json", "text"], default=os.environ.get("JOBTRIGGER_LOG_FORMAT", "json"))
+    c.set_defaults(func=_controller)
+
+    sub.add_parser("crd", help="print the CustomResourceDefinition (YAML)").set_defaults(func=_crd)
+
+    r = sub.add_parser("run", help="request a manual run of a JobTrigger")
+    r.add_argument("name")
+    r.add_argument("-n", "--namespace", default=None)
+    r.add_argument("--token", default=None, help="request token (default: random); the same token runs once")
+    r.add_argument("--kubeconfig", default=None)
+    r.set_defaults(func=_run)
+
+    d = sub.add_parser("demo", help="local control plane + controller + a ConfigMap change that runs a Job")
+    d.add_argument("--keep-running", action="store_true", help="keep the control plane and controller up")
+    d.set_defaults(func=_demo)
+
+    args = p.parse_args(argv)
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

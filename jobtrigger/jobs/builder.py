@@ -1,0 +1,144 @@
+"""Turn a JobTrigger's template plus one occurrence into a ``batch/v1`` Job manifest. No I/O.
+
+The Job name is derived from the occurrence (the JobTrigger's uid plus what happened), like the CronJob
+controller derives it from the scheduled time: creating the same occurrence twice is an ``AlreadyExists`` that the
+controller treats as success, which is what makes "exactly one Job per occurrence" survive restarts.
+
+Everything the Job needs to know about why it runs is added as annotations on the Job and as ``JOBTRIGGER_*``
+environment variables in every container; the pod template's own metadata passes through untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobtrigger.api.models import API_VERSION, KIND, JobTriggerSpec
+
+LABEL_OWNER = "jobtrigger.dev/owner"
+LABEL_TRIGGER = "jobtrigger.dev/trigger"
+ANNOTATION_REASON = "jobtrigger.dev/reason"
+ANNOTATION_OCCURRENCE = "jobtrigger.dev/occurrence"
+ANNOTATION_OBJECTS = "jobtrigger.dev/objects"
+ANNOTATION_RUN_REQUESTED = "jobtrigger.dev/run-requested"
+ENV_PREFIX = "JOBTRIGGER_"
+MAX_NAME = 63  # Job names become a pod label value (job-name), so 63, not 253
+
+
+@dataclass(frozen=True)
+class Mounted:
+    """A Secret/ConfigMap mounted into every container (cert-watch)."""
+
+    kind: str
+    name: str
+    volume_name: str
+    mount_path: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One thing that happened and deserves exactly one Job."""
+
+    trigger: str  # resources | pods | schedule | manual
+    key: str  # unique per occurrence for this JobTrigger (seeds the Job name)
+    reason: str  # one line for humans (Events, status, annotation)
+    objects: tuple[dict[str, Any], ...] = ()  # [{apiVersion, kind, namespace, name, change, paths}]
+    env: tuple[tuple[str, str], ...] = ()  # extra JOBTRIGGER_* variables
+    mounts: tuple[Mounted, ...] = field(default=())
+
+
+def job_name(trigger_name: str, trigger_uid: str, occurrence_key: str) -> str:
+    """``<jobtrigger name>-<10 hex>``; deterministic per (JobTrigger uid, occurrence)."""
+    digest = hashlib.sha256(f"{trigger_uid}/{occurrence_key}".encode()).hexdigest()[:10]
+    prefix = trigger_name[: MAX_NAME - len(digest) - 1].rstrip("-.")
+    return f"{prefix}-{digest}"
+
+
+def build_job(
+    *, trigger_name: str, namespace: str, trigger_uid: str, spec: JobTriggerSpec, occurrence: Occurrence
+) -> dict[str, Any]:
+    name = job_name(trigger_name, trigger_uid, occurrence.key)
+    tmeta = spec.job_template.metadata
+    labels = dict(tmeta.labels or {}) if tmeta else {}
+    labels[LABEL_OWNER] = trigger_name
+    labels[LABEL_TRIGGER] = occurrence.trigger
+    annotations = dict(tmeta.annotations or {}) if tmeta else {}
+    annotations[ANNOTATION_REASON] = occurrence.reason
+    annotations[ANNOTATION_OCCURRENCE] = occurrence.key
+    if occurrence.objects:
+        annotations[ANNOTATION_OBJECTS] = json.dumps(list(occurrence.objects), separators=(",", ":"))
+
+    job_spec = copy.deepcopy(spec.job_template.spec)
+    template = job_spec.setdefault("template", {})
+    pod_spec = template.setdefault("spec", {})
+    pod_spec.setdefault("restartPolicy", "Never")
+
+    env = context_env(trigger_name, namespace, occurrence)
+    containers = [*(pod_spec.get("initContainers") or []), *(pod_spec.get("containers") or [])]
+    for container in containers:
+        existing = {e.get("name") for e in container.get("env") or []}
+        container["env"] = [
+            *(container.get("env") or []),
+            *({"name": k, "value": v} for k, v in env if k not in existing),
+        ]
+    for m in occurrence.mounts:
+        source = {"secret": {"secretName": m.name}} if m.kind == "Secret" else {"configMap": {"name": m.name}}
+        volumes = pod_spec.setdefault("volumes", [])
+        if not any(v.get("name") == m.volume_name for v in volumes):
+            volumes.append({"name": m.volume_name, **source})
+        for container in containers:
+            mounts = container.setdefault("volumeMounts", [])
+            if not any(vm.get("name") == m.volume_name for vm in mounts):
+                mounts.append({"name": m.volume_name, "mountPath": m.mount_path, "readOnly": m.read_only})
+
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "name": trigger_name,
+                    "uid": trigger_uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": job_spec,
+    }
+
+
+def context_env(trigger_name: str, namespace: str, occurrence: Occurrence) -> list[tuple[str, str]]:
+    """The ``JOBTRIGGER_*`` variables (documented in docs/api.md)."""
+    env = [
+        ("JOBTRIGGER_NAME", trigger_name),
+        ("JOBTRIGGER_NAMESPACE", namespace),
+        ("JOBTRIGGER_TRIGGER", occurrence.trigger),
+        ("JOBTRIGGER_REASON", occurrence.reason),
+        ("JOBTRIGGER_OCCURRENCE", occurrence.key),
+    ]
+    if occurrence.objects:
+        first = occurrence.objects[0]
+        env += [
+            ("JOBTRIGGER_OBJECT_API_VERSION", str(first.get("apiVersion", ""))),
+            ("JOBTRIGGER_OBJECT_KIND", str(first.get("kind", ""))),
+            ("JOBTRIGGER_OBJECT_NAMESPACE", str(first.get("namespace") or "")),
+            ("JOBTRIGGER_OBJECT_NAME", str(first.get("name", ""))),
+            (
+                "JOBTRIGGER_CHANGED_PATHS",
+                ",".join(sorted({p for o in occurrence.objects for p in o.get("paths", [])})),
+            ),
+            ("JOBTRIGGER_OBJECTS", json.dumps(list(occurrence.objects), separators=(",", ":"))),
+        ]
+    env += list(occurrence.env)
+    return env

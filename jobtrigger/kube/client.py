@@ -1,0 +1,233 @@
+"""Thin JSON-over-HTTP access to the Kubernetes API.
+
+Why not the generated typed APIs of kubernetes-asyncio: jobtrigger watches *any* kind by path, and decoding every
+event into model classes only to hash a few fields wastes CPU. So the controller talks plain dicts over the
+``ApiClient``'s authenticated aiohttp session (kubeconfig / in-cluster auth, TLS and token refresh all come from
+kubernetes-asyncio) and keeps this layer to three verbs: ``request``, ``watch_lines`` and helpers on top.
+
+Every request carries an explicit timeout: kubernetes-asyncio passes ``aiohttp.ClientTimeout()`` (no limit at all)
+when none is given, and a watch must instead be bounded by a *read* timeout (inactivity), not a total one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from kubernetes_asyncio import client, config
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+
+class ApiError(Exception):
+    """A non-2xx answer from the API server (or a transport failure, status 0)."""
+
+    def __init__(self, status: int, reason: str, body: JSON | None = None, verb: str = "", path: str = ""):
+        self.status = status
+        self.reason = reason
+        self.body = body or {}
+        self.verb = verb
+        self.path = path
+        message = self.body.get("message") or reason
+        super().__init__(f"{verb} {path}: {status} {message}")
+
+    @property
+    def message(self) -> str:
+        return str(self.body.get("message") or self.reason)
+
+    @property
+    def k8s_reason(self) -> str:
+        """The Status.reason (``AlreadyExists``, ``NotFound``, ``Expired``...)."""
+        return str(self.body.get("reason") or "")
+
+
+def is_not_found(e: BaseException) -> bool:
+    return isinstance(e, ApiError) and e.status == 404
+
+
+def is_conflict(e: BaseException) -> bool:
+    return isinstance(e, ApiError) and e.status == 409
+
+
+@dataclass(frozen=True)
+class GVR:
+    """Group/version/resource plus what discovery told us about the kind."""
+
+    group: str
+    version: str
+    resource: str
+    kind: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def base(self) -> str:
+        return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+
+    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+        p = self.base()
+        if self.namespaced and namespace:
+            p += f"/namespaces/{quote(namespace)}"
+        p += f"/{self.resource}"
+        if name:
+            p += f"/{quote(name)}"
+        if subresource:
+            p += f"/{subresource}"
+        return p
+
+
+#: Called after every API request: (verb, resource path kind, HTTP status). Wired to Prometheus by the app.
+RequestHook = Callable[[str, str, int], None]
+
+
+class KubeClient:
+    """Authenticated JSON requests and watch streams against one API server."""
+
+    def __init__(self, api_client: client.ApiClient, *, request_timeout: float = 30.0):
+        self.api_client = api_client
+        self.request_timeout = request_timeout
+        self.on_request: RequestHook | None = None
+        self.user_agent = "jobtrigger"
+
+    @classmethod
+    async def from_config(cls, kubeconfig: str | None = None, *, max_connections: int = 1000) -> KubeClient:
+        """In-cluster config when running in a pod, else the kubeconfig (``KUBECONFIG`` or the given path)."""
+        cfg = client.Configuration()
+        try:
+            if kubeconfig:
+                raise config.ConfigException("explicit kubeconfig")
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        # every watch holds one connection; the default pool of 100 would starve requests
+        cfg.connection_pool_maxsize = max_connections
+        return cls(client.ApiClient(configuration=cfg))
+
+    async def close(self) -> None:
+        await self.api_client.close()
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        headers = {"Accept": "application/json", "Content-Type": content_type, "User-Agent": self.user_agent}
+        try:
+            resp: Any = await self.api_client.call_api(
+                path,
+                method,
+                query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            self._count(method, path, 0)
+            raise ApiError(0, f"{type(e).__name__}: {e}", verb=method, path=path) from e
+        return resp  # type: ignore[no-any-return]
+
+    def _count(self, method: str, path: str, status: int) -> None:
+        if self.on_request is not None:
+            self.on_request(method, _path_kind(path), status)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+    ) -> JSON:
+        """One request; returns the decoded JSON body or raises :class:`ApiError`."""
+        to = aiohttp.ClientTimeout(total=timeout or self.request_timeout)
+        resp = await self._send(method, path, query=query, body=body, content_type=content_type, timeout=to)
+        try:
+            async with resp:
+                raw = await resp.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            self._count(method, path, 0)
+            raise ApiError(0, f"{type(e).__name__}: {e}", verb=method, path=path) from e
+        self._count(method, path, resp.status)
+        data: JSON = {}
+        if raw:
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                data = {"message": raw[:500].decode("utf-8", "replace")}
+        if not 200 <= resp.status <= 299:
+            raise ApiError(resp.status, resp.reason or "", data, verb=method, path=path)
+        return data
+
+    async def get(self, path: str, **query: Any) -> JSON:
+        return await self.request("GET", path, query=query or None)
+
+    async def create(self, path: str, body: JSON, **query: Any) -> JSON:
+        return await self.request("POST", path, body=body, query=query or None)
+
+    async def merge_patch(self, path: str, body: JSON) -> JSON:
+        return await self.request("PATCH", path, body=body, content_type=MERGE_PATCH)
+
+    async def delete(self, path: str, *, propagation: str = "Background") -> JSON:
+        return await self.request(
+            "DELETE",
+            path,
+            body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation},
+        )
+
+    async def watch_lines(self, path: str, query: dict[str, Any], *, inactivity_timeout: float) -> AsyncIterator[JSON]:
+        """Stream decoded watch events. Ends when the server closes the stream; raises :class:`ApiError` on an
+        HTTP error or when nothing (not even a bookmark) arrived for ``inactivity_timeout`` seconds."""
+        to = aiohttp.ClientTimeout(total=None, connect=self.request_timeout, sock_read=inactivity_timeout)
+        resp = await self._send("GET", path, query={**query, "watch": "true"}, timeout=to)
+        async with resp:
+            if not 200 <= resp.status <= 299:
+                raw = await resp.read()
+                self._count("WATCH", path, resp.status)
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = {}
+                raise ApiError(resp.status, resp.reason or "", body, verb="WATCH", path=path)
+            self._count("WATCH", path, resp.status)
+            try:
+                async for line in resp.content:
+                    if line.strip():
+                        yield json.loads(line)
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                raise ApiError(0, f"watch stream broke: {type(e).__name__}: {e}", verb="WATCH", path=path) from e
+
+
+def _path_kind(path: str) -> str:
+    """Collapse a request path to its resource type (for metrics labels with bounded cardinality)."""
+    parts = [p for p in path.split("?")[0].split("/") if p]
+    # /api/v1/namespaces/ns/configmaps/name -> configmaps ; /apis/g/v/jobs -> jobs
+    if parts and parts[0] == "api":
+        parts = parts[2:]
+    elif parts and parts[0] == "apis":
+        parts = parts[3:]
+    if len(parts) >= 2 and parts[0] == "namespaces":
+        parts = parts[2:] if len(parts) > 2 else ["namespaces"]
+    if not parts:
+        return "discovery"
+    return parts[0] + ("/" + parts[2] if len(parts) > 2 else "")

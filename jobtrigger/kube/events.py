@@ -1,0 +1,76 @@
+"""Kubernetes Events on JobTriggers (what ``kubectl describe jt`` shows).
+
+core/v1 Events are used because every supported server (1.20 and current) serves them and ``kubectl describe``
+reads them. Repeats of the same (object, reason, message) within a process are folded into one Event whose count
+goes up, as client-go's recorder does, so a JobTrigger stuck on an error does not flood the namespace.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from jobtrigger.kube.client import ApiError, KubeClient
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "jobtrigger"
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class EventRecorder:
+    def __init__(self, kube: KubeClient, *, host: str = ""):
+        self.kube = kube
+        self.host = host
+        self._seen: dict[tuple[str, str, str, str], tuple[str, int]] = {}  # key -> (event name, count)
+
+    async def emit(self, obj: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        """Record an Event; never raises (an Event is not worth failing a sync for)."""
+        meta = obj.get("metadata") or {}
+        ns = meta.get("namespace") or "default"
+        key = (meta.get("uid", ""), event_type, reason, message)
+        ts = now_rfc3339()
+        try:
+            if key in self._seen:
+                name, count = self._seen[key]
+                await self.kube.merge_patch(
+                    f"/api/v1/namespaces/{ns}/events/{name}", {"count": count + 1, "lastTimestamp": ts}
+                )
+                self._seen[key] = (name, count + 1)
+                return
+            name = f"{meta.get('name', 'unknown')}.{int(time.time() * 1e9):x}"
+            body = {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"name": name, "namespace": ns},
+                "involvedObject": {
+                    "apiVersion": obj.get("apiVersion"),
+                    "kind": obj.get("kind"),
+                    "name": meta.get("name"),
+                    "namespace": ns,
+                    "uid": meta.get("uid"),
+                    "resourceVersion": meta.get("resourceVersion"),
+                },
+                "reason": reason,
+                "message": message[:1024],
+                "type": event_type,
+                "source": {"component": COMPONENT, "host": self.host},
+                "reportingComponent": COMPONENT,
+                "reportingInstance": self.host or COMPONENT,
+                "firstTimestamp": ts,
+                "lastTimestamp": ts,
+                "count": 1,
+            }
+            await self.kube.create(f"/api/v1/namespaces/{ns}/events", body)
+            if len(self._seen) > 10000:
+                self._seen.clear()
+            self._seen[key] = (name, 1)
+        except ApiError as e:
+            if e.status == 404:
+                self._seen.pop(key, None)
+            log.warning("could not record event", extra={"reason": reason, "error": str(e)})

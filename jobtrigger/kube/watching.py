@@ -1,0 +1,224 @@
+"""List-then-watch of one resource scope that survives the real world (after kopf's watching.py and client-go's
+reflector).
+
+- LIST (paginated) gives the state and a resourceVersion; WATCH continues from it with bookmarks on.
+- The server ends a watch after ``timeoutSeconds``; we re-watch from the last seen resourceVersion (bookmarks keep
+  it fresh), so a quiet scope costs one request per few minutes and no LIST.
+- ``410 Gone`` / ``Expired`` (in the response or as an ERROR event): relist and *diff* the new list against what
+  was known, so changes (and deletions) that happened during the gap are reported, not lost.
+- A stream that stays silent past the inactivity timeout (no event, no bookmark) is treated as dead and re-opened;
+  transport errors reconnect with capped exponential backoff.
+
+The watcher keeps only a *summary* per object (``summarize`` decides what: a few hashes, a pod's state), never
+the object itself, and calls ``on_change(key, old, new)`` only when a summary changed, so status churn that no
+trigger looks at costs no work downstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from jobtrigger.kube.client import JSON, ApiError, KubeClient
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S")
+#: (namespace or "", name)
+ObjectKey = tuple[str, str]
+
+
+@dataclass
+class WatchStats:
+    lists: int = 0
+    relists_410: int = 0
+    watches: int = 0
+    reconnects: int = 0
+    events: int = 0
+    bookmarks: int = 0
+    inactivity_restarts: int = 0
+
+
+class Watcher(Generic[S]):
+    """Keeps ``objects`` (key -> summary) in sync with one list/watch path."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        path: str,
+        *,
+        summarize: Callable[[JSON], S | None],
+        on_change: Callable[[ObjectKey, S | None, S | None], None],
+        on_synced: Callable[[], None] | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        watch_timeout: int = 300,
+        inactivity_timeout: float = 360.0,
+        page_size: int = 500,
+        max_backoff: float = 30.0,
+        name: str = "",
+        on_restart: Callable[[str], None] | None = None,
+    ):
+        self.kube = kube
+        self.path = path
+        self.summarize = summarize
+        self.on_change = on_change
+        self.on_synced = on_synced
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+        self.watch_timeout = watch_timeout
+        # a watch with bookmarks delivers something at least every ~minute; the server closes it after
+        # watch_timeout, so silence past that (plus slack) means the connection is dead
+        self.inactivity_timeout = max(inactivity_timeout, watch_timeout + 30.0)
+        self.page_size = page_size
+        self.max_backoff = max_backoff
+        self.name = name or path
+        self.on_restart = on_restart
+        self.objects: dict[ObjectKey, S] = {}
+        self.resource_version: str | None = None
+        self.synced = asyncio.Event()
+        self.stats = WatchStats()
+
+    def _selectors(self) -> dict[str, Any]:
+        return {"labelSelector": self.label_selector or None, "fieldSelector": self.field_selector or None}
+
+    def _set(self, key: ObjectKey, new: S | None) -> None:
+        old = self.objects.get(key)
+        if new is None:
+            if key in self.objects:
+                del self.objects[key]
+        else:
+            self.objects[key] = new
+        if old != new:
+            self.on_change(key, old, new)
+
+    async def relist(self) -> None:
+        """LIST everything and report the difference to what was known."""
+        seen: dict[ObjectKey, S] = {}
+        cont: str | None = None
+        rv = ""
+        while True:
+            page = await self.kube.get(self.path, limit=self.page_size, **{"continue": cont}, **self._selectors())
+            self.stats.lists += 1
+            for item in page.get("items") or []:
+                s = self.summarize(item)
+                if s is not None:
+                    seen[_key(item)] = s
+            meta = page.get("metadata") or {}
+            rv = meta.get("resourceVersion") or rv
+            cont = meta.get("continue") or None
+            if not cont:
+                break
+        for key in [k for k in self.objects if k not in seen]:
+            self._set(key, None)
+        for key, s in seen.items():
+            self._set(key, s)
+        self.resource_version = rv
+        if not self.synced.is_set():
+            self.synced.set()
+            if self.on_synced is not None:
+                self.on_synced()
+
+    async def run(self) -> None:
+        """Run until cancelled. Never raises for API or transport errors."""
+        backoff = 0.5
+        need_list = True
+        while True:
+            try:
+                if need_list:
+                    await self.relist()
+                    need_list = False
+                await self._watch_once()
+                backoff = 0.5
+            except asyncio.CancelledError:
+                raise
+            except _Gone:
+                self.stats.relists_410 += 1
+                self._restarted("410")
+                log.info("watch expired, relisting", extra={"watch": self.name})
+                need_list = True
+            except _Inactive:
+                self.stats.inactivity_restarts += 1
+                self._restarted("inactivity")
+                log.warning("watch silent too long, reconnecting", extra={"watch": self.name})
+            except ApiError as e:
+                self.stats.reconnects += 1
+                self._restarted("error")
+                if e.status == 410:
+                    need_list = True
+                    continue
+                log.warning(
+                    "watch failed, retrying",
+                    extra={"watch": self.name, "status": e.status, "error": e.message, "backoff": backoff},
+                )
+                if e.status in (401, 403, 404):
+                    # a permission or a kind that went away: listing again reports it (and deletions)
+                    need_list = True
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, self.max_backoff)
+            except Exception:  # a bug must not kill the watch silently forever
+                self.stats.reconnects += 1
+                self._restarted("error")
+                log.exception("unexpected watch failure", extra={"watch": self.name})
+                need_list = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+
+    def _restarted(self, why: str) -> None:
+        if self.on_restart is not None:
+            self.on_restart(why)
+
+    async def _watch_once(self) -> None:
+        self.stats.watches += 1
+        query = {
+            "resourceVersion": self.resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": self.watch_timeout,
+            **self._selectors(),
+        }
+        try:
+            stream = self.kube.watch_lines(self.path, query, inactivity_timeout=self.inactivity_timeout)
+            async for event in stream:
+                self._handle(event)
+        except ApiError as e:
+            if e.status == 410:
+                raise _Gone() from e
+            if e.status == 0 and "Timeout" in e.reason:
+                raise _Inactive() from e
+            raise
+
+    def _handle(self, event: JSON) -> None:
+        etype = event.get("type")
+        obj = event.get("object") or {}
+        if etype == "ERROR":
+            if obj.get("code") == 410 or obj.get("reason") in ("Expired", "Gone"):
+                raise _Gone()
+            raise ApiError(int(obj.get("code") or 500), str(obj.get("reason") or ""), obj, "WATCH", self.path)
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if etype == "BOOKMARK":
+            self.stats.bookmarks += 1
+        elif etype in ("ADDED", "MODIFIED"):
+            self.stats.events += 1
+            self._set(_key(obj), self.summarize(obj))
+        elif etype == "DELETED":
+            self.stats.events += 1
+            self._set(_key(obj), None)
+        if rv:
+            self.resource_version = rv
+
+
+class _Gone(Exception):
+    pass
+
+
+class _Inactive(Exception):
+    pass
+
+
+def _key(obj: JSON) -> ObjectKey:
+    meta = obj.get("metadata") or {}
+    return (meta.get("namespace") or "", meta.get("name") or "")

@@ -1,0 +1,27 @@
+"""Prometheus metrics (served on the controller's HTTP server; see docs/metrics.md)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+JOBS_CREATED = Counter(
+    "jobtrigger_jobs_created_total", "Jobs created, by trigger type and result", ["trigger", "result"]
+)
+JOBS_DELETED = Counter("jobtrigger_jobs_deleted_total", "Jobs deleted by history limits")
+SYNCS = Counter("jobtrigger_syncs_total", "JobTrigger evaluations, by result", ["result"])
+SYNC_SECONDS = Histogram(
+    "jobtrigger_sync_duration_seconds",
+    "Time to evaluate one JobTrigger",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+EVENT_TO_JOB = Histogram(
+    "jobtrigger_event_to_job_seconds",
+    "From the arrival of the watch event to the Job created",
+    ["trigger"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+SKIPPED = Counter("jobtrigger_runs_skipped_total", "Runs deferred or skipped, by reason", ["reason"])
+INVALID = Counter("jobtrigger_invalid_total", "JobTriggers found invalid, by reason", ["reason"])
+QUEUE_DEPTH = Gauge("jobtrigger_queue_depth", "JobTrigger keys waiting in the work queue")
+WATCH_RESTARTS = Counter("jobtrigger_watch_restarts_total", "Watch streams restarted, by cause", ["cause"])
+API_REQUESTS = Counter("jobtrigger_api_requests_total", "Requests to the Kubernetes API", ["verb", "resource", "code"])

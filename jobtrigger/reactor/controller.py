@@ -1,0 +1,665 @@
+"""The reactor: watches feed one work queue of JobTrigger keys; workers sync one JobTrigger at a time.
+
+Shape (client-go style): watch events only say "look at this JobTrigger again"; ``sync`` reads the current state
+(JobTrigger from the cache, watched objects' hashes, the JobTrigger's Jobs) and converges, idempotently.
+
+- JobTriggers, their Jobs (label ``jobtrigger.dev/owner``) and every watched kind/namespace scope each have one
+  watch task; the JobTrigger and Job watches keep small summaries, scopes keep hashes only.
+- The queue guarantees one worker per key, coalesces bursts and retries failures with capped backoff; timers
+  (cooldowns) are delayed re-adds.
+- Exactly once: a Job's name is derived from its occurrence (JobTrigger uid + run number + observed state), and
+  the baseline it ran for is persisted in status with a resourceVersion precondition. A crash between creating the
+  Job and writing status leads to the same name on the next sync, whose ``AlreadyExists`` counts as done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from jobtrigger import metrics
+from jobtrigger.api.models import API_VERSION, GROUP, PLURAL, VERSION, JobTrigger, ResourceHash
+from jobtrigger.api.validation import SpecError, parse_duration, parse_jobtrigger
+from jobtrigger.jobs.builder import (
+    ANNOTATION_RUN_REQUESTED,
+    LABEL_OWNER,
+    Mounted,
+    Occurrence,
+    build_job,
+)
+from jobtrigger.kube.client import JSON, ApiError, KubeClient
+from jobtrigger.kube.discovery import Discovery, UnknownKind
+from jobtrigger.kube.events import EventRecorder
+from jobtrigger.kube.watching import ObjectKey, Watcher
+from jobtrigger.reactor.queue import QueueShutDown, WorkQueue
+from jobtrigger.reactor.watches import Interest, ResourceWatches, ScopeKey, TriggerKey
+from jobtrigger.triggers import resources
+from jobtrigger.triggers.fields import normalize_paths
+from jobtrigger.triggers.resources import ObjectRef
+
+log = logging.getLogger(__name__)
+
+JOBS_PATH = "/apis/batch/v1"
+DEFAULT_HISTORY = 5
+
+
+@dataclass
+class Settings:
+    namespace: str | None = None  # None: all namespaces
+    workers: int = 4
+    allow_cross_namespace: bool = False
+    watch_timeout: int = 300
+    identity: str = field(default_factory=socket.gethostname)
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    owner: str
+    uid: str
+    created: str
+    state: str  # Active | Succeeded | Failed
+
+
+def summarize_job(obj: JSON) -> JobSummary | None:
+    meta = obj.get("metadata") or {}
+    owner = (meta.get("labels") or {}).get(LABEL_OWNER)
+    if not owner:
+        return None
+    state = "Active"
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("status") == "True" and c.get("type") in ("Complete", "Failed"):
+            state = "Succeeded" if c["type"] == "Complete" else "Failed"
+    return JobSummary(owner, meta.get("uid", ""), meta.get("creationTimestamp", ""), state)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _ts(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_ts(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _needs_sync(old: JSON, new: JSON) -> bool:
+    om, nm = old.get("metadata") or {}, new.get("metadata") or {}
+    return bool(
+        om.get("generation") != nm.get("generation")
+        or om.get("annotations") != nm.get("annotations")
+        or nm.get("deletionTimestamp")
+    )
+
+
+def _rv(obj: JSON) -> int:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+class Controller:
+    def __init__(self, kube: KubeClient, settings: Settings | None = None):
+        self.kube = kube
+        self.settings = settings or Settings()
+        self.discovery = Discovery(kube)
+        self.events = EventRecorder(kube, host=self.settings.identity)
+        self.queue: WorkQueue[TriggerKey] = WorkQueue(on_depth_change=metrics.QUEUE_DEPTH.set)
+        self.resource_watches = ResourceWatches(
+            kube,
+            self._enqueue,
+            watch_timeout=self.settings.watch_timeout,
+            on_restart=lambda name, why: metrics.WATCH_RESTARTS.labels(why).inc(),
+        )
+        ns = self.settings.namespace
+        jt_path = f"/apis/{GROUP}/{VERSION}" + (f"/namespaces/{ns}" if ns else "") + f"/{PLURAL}"
+        self.triggers: Watcher[JSON] = Watcher(
+            kube,
+            jt_path,
+            summarize=lambda o: o,
+            on_change=self._on_trigger_change,
+            watch_timeout=self.settings.watch_timeout,
+            name="jobtriggers",
+            on_restart=lambda why: metrics.WATCH_RESTARTS.labels(why).inc(),
+        )
+        jobs_path = JOBS_PATH + (f"/namespaces/{ns}" if ns else "") + "/jobs"
+        self.jobs: Watcher[JobSummary] = Watcher(
+            kube,
+            jobs_path,
+            summarize=summarize_job,
+            on_change=self._on_job_change,
+            label_selector=LABEL_OWNER,
+            watch_timeout=self.settings.watch_timeout,
+            name="jobs",
+            on_restart=lambda why: metrics.WATCH_RESTARTS.labels(why).inc(),
+        )
+        self._jobs_by_owner: dict[TriggerKey, set[str]] = defaultdict(set)
+        # JobTrigger -> (uid, generation, errors of the Job template dry run)
+        self._validated: dict[TriggerKey, tuple[str, int, list[SpecError]]] = {}
+        self._event_arrival: dict[TriggerKey, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ready = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self.jobs.run(), name="watch jobs"),
+            loop.create_task(self.triggers.run(), name="watch jobtriggers"),
+        ]
+        self._tasks += [loop.create_task(self._worker(i), name=f"worker {i}") for i in range(self.settings.workers)]
+        log.info("controller started", extra={"namespace": self.settings.namespace or "*"})
+        try:
+            await self.jobs.synced.wait()
+            await self.triggers.synced.wait()
+            self.ready.set()
+            await asyncio.gather(*self._tasks)
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        self.queue.shutdown()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, QueueShutDown):
+                await t
+        self._tasks = []
+        await self.resource_watches.close()
+
+    # ------------------------------------------------------------------ watch callbacks
+
+    def _enqueue(self, key: TriggerKey) -> None:
+        self._event_arrival.setdefault(key, time.monotonic())
+        self.queue.add(key)
+
+    def _on_trigger_change(self, key: ObjectKey, old: JSON | None, new: JSON | None) -> None:
+        # our own status writes need no new sync; spec, annotations and deletion do
+        if old is None or new is None or _needs_sync(old, new):
+            self.queue.add(key)
+
+    def _on_job_change(self, key: ObjectKey, old: JobSummary | None, new: JobSummary | None) -> None:
+        if old is not None:
+            self._jobs_by_owner[(key[0], old.owner)].discard(key[1])
+            self.queue.add((key[0], old.owner))
+        if new is not None:
+            self._jobs_by_owner[(key[0], new.owner)].add(key[1])
+            self.queue.add((key[0], new.owner))
+
+    # ------------------------------------------------------------------ workers
+
+    async def _worker(self, n: int) -> None:
+        while True:
+            try:
+                key = await self.queue.get()
+            except QueueShutDown:
+                return
+            t0 = time.monotonic()
+            try:
+                await self.sync(key)
+                self.queue.forget(key)
+                metrics.SYNCS.labels("ok").inc()
+            except Exception as e:
+                delay = self.queue.add_rate_limited(key)
+                metrics.SYNCS.labels("error").inc()
+                level = logging.WARNING if isinstance(e, ApiError) else logging.ERROR
+                log.log(
+                    level,
+                    "sync failed, retrying",
+                    exc_info=not isinstance(e, ApiError),
+                    extra={"jobtrigger": "/".join(key), "error": str(e), "retry_in": round(delay, 3)},
+                )
+            finally:
+                metrics.SYNC_SECONDS.observe(time.monotonic() - t0)
+                self.queue.done(key)
+
+    # ------------------------------------------------------------------ sync
+
+    async def sync(self, key: TriggerKey) -> None:
+        obj = self.triggers.objects.get(key)
+        if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
+            self.resource_watches.remove(key)
+            self._event_arrival.pop(key, None)
+            self._validated.pop(key, None)
+            return
+        s = Sync(self, key, obj)
+        await s.run()
+
+    # ------------------------------------------------------------------ helpers used by Sync
+
+    def jobs_of(self, key: TriggerKey) -> dict[str, JobSummary]:
+        out = {}
+        for name in self._jobs_by_owner.get(key, set()):
+            s = self.jobs.objects.get((key[0], name))
+            if s is not None and s.owner == key[1]:
+                out[name] = s
+        return out
+
+    def remember_written(self, key: TriggerKey, obj: JSON) -> None:
+        """Put an object returned by our own write into the cache unless the watch already has a newer one."""
+        cached = self.triggers.objects.get(key)
+        if cached is None or _rv(obj) >= _rv(cached):
+            self.triggers.objects[key] = obj
+
+
+class Sync:
+    """One evaluation of one JobTrigger (a fresh instance per sync keeps the state explicit)."""
+
+    def __init__(self, ctl: Controller, key: TriggerKey, obj: JSON):
+        self.ctl = ctl
+        self.key = key
+        self.obj = obj
+        self.meta: JSON = obj.get("metadata") or {}
+        self.ns, self.name = key
+        self.uid: str = self.meta.get("uid", "")
+        self.generation: int = int(self.meta.get("generation") or 0)
+        self.old_status: JSON = dict(obj.get("status") or {})
+        self.status: JSON = dict(self.old_status)
+        self.now = _now()
+
+    # ---------------------------------------------------------------- main flow
+
+    async def run(self) -> None:
+        jt, errors = parse_jobtrigger(self.obj)
+        if jt is None or errors:
+            await self._invalid("InvalidSpec", errors)
+            return
+        self.status["triggers"] = _summary(jt)
+        errors = self._unsupported(jt)
+        if errors:
+            await self._invalid("NotSupported", errors)
+            return
+        interests, errors, reason = await self._interests(jt)
+        if errors:
+            await self._invalid(reason, errors)
+            return
+        errors = await self._validate_job_template(jt)
+        if errors:
+            await self._invalid("InvalidJobTemplate", errors)
+            return
+        self.ctl.resource_watches.set_interests(self.key, [i for lst in interests for i in lst])
+        if not self.ctl.resource_watches.synced(self.key):
+            self._condition("Unknown", "Syncing", "waiting for the initial list of watched objects")
+            await self._write_status()
+            return
+
+        await self._manual(jt)
+        if jt.spec.triggers.resources is not None:
+            await self._resources(jt, interests)
+        await self._jobs(jt)
+        self._condition("True", "Suspended" if jt.spec.suspend else "Watching", self._ready_message(jt, interests))
+        self.status["observedGeneration"] = self.generation
+        await self._write_status()
+
+    # ---------------------------------------------------------------- validation
+
+    def _unsupported(self, jt: JobTrigger) -> list[SpecError]:
+        """Fields that are part of the API but not implemented by this controller version: say so, don't ignore."""
+        out = []
+        t = jt.spec.triggers
+        for name, value in (("pods", t.pods), ("schedule", t.schedule)):
+            if value is not None:
+                out.append(SpecError(f"spec.triggers.{name}", "not supported by this controller version yet"))
+        if jt.spec.output is not None:
+            out.append(SpecError("spec.output", "not supported by this controller version yet"))
+        if jt.spec.rerun_on_config_change:
+            out.append(SpecError("spec.rerunOnConfigChange", "not supported by this controller version yet"))
+        if jt.spec.concurrency_policy != "Allow":
+            out.append(SpecError("spec.concurrencyPolicy", "only Allow is supported by this controller version"))
+        return out
+
+    async def _interests(self, jt: JobTrigger) -> tuple[list[list[Interest]], list[SpecError], str]:
+        """Resolve each watched kind via discovery and check namespaces (K8)."""
+        out: list[list[Interest]] = []
+        errors: list[SpecError] = []
+        reason = "InvalidSpec"
+        rt = jt.spec.triggers.resources
+        for i, w in enumerate(rt.watch if rt else []):
+            where = f"spec.triggers.resources.watch[{i}]"
+            try:
+                gvr = await self.ctl.discovery.resolve(w.api_version, w.kind)
+            except UnknownKind as e:
+                errors.append(SpecError(where, str(e)))
+                reason = "UnknownKind"
+                out.append([])
+                continue
+            if gvr.namespaced:
+                namespace = w.namespace or self.ns
+                if namespace != self.ns and not self.ctl.settings.allow_cross_namespace:
+                    errors.append(
+                        SpecError(
+                            f"{where}.namespace",
+                            f"namespace {namespace!r} is not the JobTrigger's namespace {self.ns!r}; the "
+                            "controller does not allow cross-namespace references (--allow-cross-namespace)",
+                        )
+                    )
+                    reason = "Forbidden"
+            else:
+                if w.namespace:
+                    errors.append(
+                        SpecError(f"{where}.namespace", f"{w.kind} is cluster-scoped; namespace must be empty")
+                    )
+                namespace = None
+            scope = ScopeKey(gvr, namespace)
+            out.append([Interest(scope, w.name, w.selector, normalize_paths(w.fields))])
+        return out, errors, reason
+
+    async def _validate_job_template(self, jt: JobTrigger) -> list[SpecError]:
+        """Server-side dry run of a Job built from the template, once per generation."""
+        cached = self.ctl._validated.get(self.key)
+        if cached is not None and cached[:2] == (self.uid, self.generation):
+            return cached[2]
+        job = build_job(
+            trigger_name=self.name,
+            namespace=self.ns,
+            trigger_uid=self.uid,
+            spec=jt.spec,
+            occurrence=Occurrence("resources", "dry-run", "validation"),
+        )
+        errors: list[SpecError] = []
+        try:
+            await self.ctl.kube.create(f"{JOBS_PATH}/namespaces/{self.ns}/jobs", job, dryRun="All")
+        except ApiError as e:
+            if e.status in (400, 422):
+                details = (e.body.get("details") or {}).get("causes") or []
+                msgs = [f"{c.get('field', '')}: {c.get('message', '')}" for c in details] or [e.message]
+                errors = [SpecError("spec.jobTemplate", m.replace("spec.", "spec.jobTemplate.spec.", 1)) for m in msgs]
+            elif e.status != 409:
+                raise
+        self.ctl._validated[self.key] = (self.uid, self.generation, errors)
+        return errors
+
+    async def _invalid(self, reason: str, errors: list[SpecError]) -> None:
+        self.ctl.resource_watches.remove(self.key)
+        message = "; ".join(str(e) for e in errors[:5]) + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else "")
+        changed = self._condition("False", reason, message)
+        self.status["observedGeneration"] = self.generation
+        if changed:
+            metrics.INVALID.labels(reason).inc()
+            await self.ctl.events.emit(self.obj, "Warning", reason, message)
+            log.warning("invalid JobTrigger", extra={"jobtrigger": f"{self.ns}/{self.name}", "error": message})
+        await self._write_status()
+
+    # ---------------------------------------------------------------- triggers
+
+    async def _resources(self, jt: JobTrigger, interests: list[list[Interest]]) -> None:
+        rt = jt.spec.triggers.resources
+        assert rt is not None
+        rw = self.ctl.resource_watches
+        spec_hash = _resource_spec_hash(jt)
+        items: list[resources.ItemState] = []
+        for idx, lst in enumerate(interests):
+            objects: dict[ObjectRef, dict[str, str]] = {}
+            paths: tuple[str, ...] = ()
+            for interest in lst:
+                paths = interest.paths
+                gvr = interest.scope.gvr
+                for (ns, name), hashes in rw.matching(interest).items():
+                    objects[ObjectRef(gvr.api_version, gvr.kind, ns or None, name)] = hashes
+            items.append(resources.ItemState(idx, paths, objects))
+
+        baseline: dict[ObjectRef, dict[str, str]] | None = None
+        item_refs: list[list[ObjectRef]] = [[] for _ in items]
+        if self.status.get("resourceSpecHash") == spec_hash and self.status.get("resourceHashes") is not None:
+            baseline = {}
+            for entry in self.status.get("resourceHashes") or []:
+                rh = ResourceHash.model_validate(entry)
+                ref = ObjectRef(rh.api_version, rh.kind, rh.namespace, rh.name)
+                baseline[ref] = {f.path: f.hash for f in rh.fields}
+                for w in rh.watch:
+                    if 0 <= w < len(items):
+                        item_refs[w].append(ref)
+
+        decision = resources.evaluate(
+            items=items,
+            item_refs=item_refs,
+            baseline=baseline,
+            condition=rt.condition,
+            cooldown=parse_duration(rt.cooldown),
+            last_triggered=_parse_ts(
+                self.status.get("lastResourceTriggerTime") or self.status.get("lastTriggeredTime")
+            ),
+            now=self.now,
+            suspended=jt.spec.suspend,
+        )
+        self.status["pending"] = None
+        if decision.action == "baseline":
+            self._set_baseline(decision.baseline, items, spec_hash)
+        elif decision.action == "wait":
+            self.status["pending"] = decision.reason
+            if decision.reason.startswith("cooldown"):
+                metrics.SKIPPED.labels("cooldown").inc()
+            if decision.retry_at is not None:
+                delay = max(0.0, (decision.retry_at - self.now).total_seconds())
+                self.ctl.queue.add_after(self.key, delay + 0.05)
+        elif decision.action == "fire":
+            runs = int(self.status.get("resourceRuns") or 0) + 1
+            mounts = tuple(
+                Mounted(w.kind, w.name or "", w.mount.volume_name, w.mount.mount_path, w.mount.read_only)
+                for w in rt.watch
+                if w.mount is not None and w.name
+            )
+            changed = tuple(
+                {
+                    "apiVersion": c.ref.api_version,
+                    "kind": c.ref.kind,
+                    "namespace": c.ref.namespace,
+                    "name": c.ref.name,
+                    "change": c.what,
+                    "paths": list(c.paths),
+                }
+                for c in decision.changes
+            )
+            first = decision.changes[0]
+            more = f" and {len(decision.changes) - 1} more" if len(decision.changes) > 1 else ""
+            reason = f"{first.ref} {first.what} ({', '.join(first.paths)}){more}"
+            occurrence = Occurrence(
+                trigger="resources",
+                key=f"resources/{runs}/{decision.digest}",
+                reason=reason,
+                objects=changed,
+                mounts=mounts,
+            )
+            await self._create_job(jt, occurrence)
+            self.status["resourceRuns"] = runs
+            self.status["lastResourceTriggerTime"] = _ts(self.now)
+            self._set_baseline(decision.baseline, items, spec_hash)
+
+    async def _manual(self, jt: JobTrigger) -> None:
+        """Run once per new ``jobtrigger.dev/run-requested`` token (works on every JobTrigger)."""
+        token = (self.meta.get("annotations") or {}).get(ANNOTATION_RUN_REQUESTED)
+        if not token or token == self.status.get("lastRunRequest"):
+            return
+        if jt.spec.suspend:
+            self.status["pending"] = f"manual run {token!r} waits: suspended"
+            return
+        occurrence = Occurrence(
+            trigger="manual",
+            key=f"manual/{token}",
+            reason=f"manual run requested ({ANNOTATION_RUN_REQUESTED}={token})",
+            env=(("JOBTRIGGER_RUN_REQUEST", token),),
+        )
+        await self._create_job(jt, occurrence)
+        self.status["lastRunRequest"] = token
+
+    def _set_baseline(
+        self, baseline: dict[ObjectRef, dict[str, str]], items: list[resources.ItemState], spec_hash: str
+    ) -> None:
+        owners: dict[ObjectRef, list[int]] = defaultdict(list)
+        for item in items:
+            for ref in item.objects:
+                owners[ref].append(item.index)
+        self.status["resourceSpecHash"] = spec_hash
+        self.status["resourceHashes"] = [
+            {
+                "apiVersion": ref.api_version,
+                "kind": ref.kind,
+                **({"namespace": ref.namespace} if ref.namespace else {}),
+                "name": ref.name,
+                "watch": owners[ref],
+                "fields": [{"path": p, "hash": h} for p, h in sorted(hashes.items())],
+            }
+            for ref, hashes in sorted(baseline.items())
+        ]
+
+    # ---------------------------------------------------------------- Jobs
+
+    async def _create_job(self, jt: JobTrigger, occurrence: Occurrence) -> None:
+        job = build_job(
+            trigger_name=self.name,
+            namespace=self.ns,
+            trigger_uid=self.uid,
+            spec=jt.spec,
+            occurrence=occurrence,
+        )
+        name = job["metadata"]["name"]
+        created = True
+        try:
+            await self.ctl.kube.create(f"{JOBS_PATH}/namespaces/{self.ns}/jobs", job)
+        except ApiError as e:
+            if e.status != 409:
+                metrics.JOBS_CREATED.labels(occurrence.trigger, "error").inc()
+                await self.ctl.events.emit(self.obj, "Warning", "JobCreateFailed", f"Job {name}: {e.message}")
+                raise
+            created = False  # this occurrence already has its Job (a retry after a crash or lost status write)
+        arrival = self.ctl._event_arrival.pop(self.key, None)
+        if created:
+            metrics.JOBS_CREATED.labels(occurrence.trigger, "created").inc()
+            if arrival is not None:
+                metrics.EVENT_TO_JOB.labels(occurrence.trigger).observe(time.monotonic() - arrival)
+            log.info(
+                "job created",
+                extra={"jobtrigger": f"{self.ns}/{self.name}", "job": name, "reason": occurrence.reason},
+            )
+            await self.ctl.events.emit(self.obj, "Normal", "JobCreated", f"Created Job {name}: {occurrence.reason}")
+        else:
+            metrics.JOBS_CREATED.labels(occurrence.trigger, "exists").inc()
+        self.status["lastTriggeredTime"] = _ts(self.now)
+        self.status["lastTriggerReason"] = occurrence.reason
+        self.status["lastJobName"] = name
+        self.status["lastJobStatus"] = "Active"
+
+    async def _jobs(self, jt: JobTrigger) -> None:
+        jobs = self.ctl.jobs_of(self.key)
+        last = self.status.get("lastJobName")
+        if last in jobs:
+            self.status["lastJobStatus"] = jobs[last].state
+        active = sorted((s.created, n, s.uid) for n, s in jobs.items() if s.state == "Active")
+        self.status["active"] = [{"name": n, "uid": u} for _, n, u in active] or None
+        spec = jt.spec
+        limits = {
+            "Succeeded": spec.successful_jobs_history_limit
+            if spec.successful_jobs_history_limit is not None
+            else (spec.history or DEFAULT_HISTORY),
+            "Failed": spec.failed_jobs_history_limit
+            if spec.failed_jobs_history_limit is not None
+            else (spec.history or DEFAULT_HISTORY),
+        }
+        for state, limit in limits.items():
+            finished = sorted((s.created, n) for n, s in jobs.items() if s.state == state)
+            for _, name in finished[: max(0, len(finished) - limit)]:
+                try:
+                    await self.ctl.kube.delete(f"{JOBS_PATH}/namespaces/{self.ns}/jobs/{name}")
+                    metrics.JOBS_DELETED.inc()
+                    log.info("job pruned", extra={"jobtrigger": f"{self.ns}/{self.name}", "job": name})
+                except ApiError as e:
+                    if e.status != 404:
+                        raise
+
+    # ---------------------------------------------------------------- status
+
+    def _ready_message(self, jt: JobTrigger, interests: list[list[Interest]]) -> str:
+        parts = []
+        if jt.spec.triggers.resources is not None:
+            n = sum(len(self.ctl.resource_watches.matching(i)) for lst in interests for i in lst)
+            parts.append(
+                f"watching {n} object(s) for {len(interests)} resource entr{'y' if len(interests) == 1 else 'ies'}"
+            )
+        if jt.spec.triggers.manual is not None or not parts:
+            parts.append(f"manual runs via the {ANNOTATION_RUN_REQUESTED} annotation")
+        return "; ".join(parts)
+
+    def _condition(self, status: str, reason: str, message: str) -> bool:
+        """Set the Ready condition; returns True if it changed."""
+        conds = [dict(c) for c in self.status.get("conditions") or []]
+        old = next((c for c in conds if c.get("type") == "Ready"), None)
+        if old and old.get("status") == status and old.get("reason") == reason and old.get("message") == message:
+            old["observedGeneration"] = self.generation
+            self.status["conditions"] = conds
+            return False
+        new = {
+            "type": "Ready",
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": old["lastTransitionTime"]
+            if old and old.get("status") == status and old.get("lastTransitionTime")
+            else _ts(self.now),
+            "observedGeneration": self.generation,
+        }
+        self.status["conditions"] = [c for c in conds if c.get("type") != "Ready"] + [new]
+        return True
+
+    async def _write_status(self) -> None:
+        desired = {k: v for k, v in self.status.items() if v is not None}
+        if desired == {k: v for k, v in self.old_status.items() if v is not None}:
+            return
+        patch: JSON = {k: None for k in self.old_status if k not in desired}
+        patch.update(desired)
+        body = {"metadata": {"resourceVersion": self.meta.get("resourceVersion")}, "status": patch}
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.ns}/{PLURAL}/{self.name}/status"
+        written = await self.ctl.kube.merge_patch(path, body)
+        self.ctl.remember_written(self.key, written)
+
+
+def _summary(jt: JobTrigger) -> str:
+    t = jt.spec.triggers
+    parts = []
+    if t.resources:
+        parts.append(f"resources({len(t.resources.watch)},{t.resources.condition})")
+    if t.pods:
+        parts.append("pods(" + ",".join(t.pods.when) + ")")
+    if t.schedule:
+        parts.append(f"schedule({t.schedule.cron})")
+    if t.manual:
+        parts.append("manual")
+    return " ".join(parts)
+
+
+def _resource_spec_hash(jt: JobTrigger) -> str:
+    from jobtrigger.triggers.fields import hash_value
+
+    rt = jt.spec.triggers.resources
+    if rt is None:
+        return ""
+    return hash_value(
+        [
+            [
+                w.api_version,
+                w.kind,
+                w.name,
+                w.namespace,
+                w.selector.model_dump() if w.selector else None,
+                list(normalize_paths(w.fields)),
+            ]
+            for w in rt.watch
+        ]
+    )
+
+
+__all__ = ["API_VERSION", "Controller", "Settings"]

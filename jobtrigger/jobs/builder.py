@@ -24,6 +24,7 @@ ANNOTATION_REASON = "jobtrigger.dev/reason"
 ANNOTATION_OCCURRENCE = "jobtrigger.dev/occurrence"
 ANNOTATION_OBJECTS = "jobtrigger.dev/objects"
 ANNOTATION_RUN_REQUESTED = "jobtrigger.dev/run-requested"
+ANNOTATION_CREATED = "jobtrigger.dev/created"  # ms precision; orders Jobs created within one second
 ENV_PREFIX = "JOBTRIGGER_"
 MAX_NAME = 63  # Job names become a pod label value (job-name), so 63, not 253
 
@@ -59,7 +60,13 @@ def job_name(trigger_name: str, trigger_uid: str, occurrence_key: str) -> str:
 
 
 def build_job(
-    *, trigger_name: str, namespace: str, trigger_uid: str, spec: JobTriggerSpec, occurrence: Occurrence
+    *,
+    trigger_name: str,
+    namespace: str,
+    trigger_uid: str,
+    spec: JobTriggerSpec,
+    occurrence: Occurrence,
+    created: str = "",
 ) -> dict[str, Any]:
     name = job_name(trigger_name, trigger_uid, occurrence.key)
     tmeta = spec.job_template.metadata
@@ -69,6 +76,8 @@ def build_job(
     annotations = dict(tmeta.annotations or {}) if tmeta else {}
     annotations[ANNOTATION_REASON] = occurrence.reason
     annotations[ANNOTATION_OCCURRENCE] = occurrence.key
+    if created:
+        annotations[ANNOTATION_CREATED] = created
     if occurrence.objects:
         annotations[ANNOTATION_OBJECTS] = json.dumps(list(occurrence.objects), separators=(",", ":"))
 

@@ -27,6 +27,7 @@ from jobtrigger import metrics
 from jobtrigger.api.models import API_VERSION, GROUP, PLURAL, VERSION, JobTrigger, ResourceHash
 from jobtrigger.api.validation import SpecError, parse_duration, parse_jobtrigger
 from jobtrigger.jobs.builder import (
+    ANNOTATION_CREATED,
     ANNOTATION_RUN_REQUESTED,
     LABEL_OWNER,
     Mounted,
@@ -75,15 +76,17 @@ def summarize_job(obj: JSON) -> JobSummary | None:
     for c in (obj.get("status") or {}).get("conditions") or []:
         if c.get("status") == "True" and c.get("type") in ("Complete", "Failed"):
             state = "Succeeded" if c["type"] == "Complete" else "Failed"
-    return JobSummary(owner, meta.get("uid", ""), meta.get("creationTimestamp", ""), state)
+    created = (meta.get("annotations") or {}).get(ANNOTATION_CREATED) or meta.get("creationTimestamp", "")
+    return JobSummary(owner, meta.get("uid", ""), created, state)
 
 
 def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    return datetime.now(UTC)
 
 
 def _ts(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 with milliseconds (cooldowns are measured from these)."""
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def _parse_ts(text: str | None) -> datetime | None:
@@ -150,6 +153,7 @@ class Controller:
         # JobTrigger -> (uid, generation, errors of the Job template dry run)
         self._validated: dict[TriggerKey, tuple[str, int, list[SpecError]]] = {}
         self._event_arrival: dict[TriggerKey, float] = {}
+        self._written: dict[TriggerKey, JSON] = {}  # our last status write per JobTrigger, until the watch has it
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
 
@@ -189,6 +193,13 @@ class Controller:
         self.queue.add(key)
 
     def _on_trigger_change(self, key: ObjectKey, old: JSON | None, new: JSON | None) -> None:
+        written = self._written.get(key)
+        if written is not None and new is not None:
+            if _rv(new) < _rv(written):
+                # an event older than our own status write: keep what we wrote (the watch will catch up)
+                self.triggers.objects[key] = written
+                return
+            del self._written[key]
         # our own status writes need no new sync; spec, annotations and deletion do
         if old is None or new is None or _needs_sync(old, new):
             self.queue.add(key)
@@ -236,6 +247,7 @@ class Controller:
             self.resource_watches.remove(key)
             self._event_arrival.pop(key, None)
             self._validated.pop(key, None)
+            self._written.pop(key, None)
             return
         s = Sync(self, key, obj)
         await s.run()
@@ -255,6 +267,7 @@ class Controller:
         cached = self.triggers.objects.get(key)
         if cached is None or _rv(obj) >= _rv(cached):
             self.triggers.objects[key] = obj
+            self._written[key] = obj
 
 
 class Sync:
@@ -526,6 +539,7 @@ class Sync:
             trigger_uid=self.uid,
             spec=jt.spec,
             occurrence=occurrence,
+            created=_ts(self.now),
         )
         name = job["metadata"]["name"]
         created = True

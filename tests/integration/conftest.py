@@ -1,0 +1,193 @@
+"""Fixtures that run the jobtrigger controller in-process against the suite's real API server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from jobtrigger.api.models import GROUP, PLURAL, VERSION
+from jobtrigger.demo import install_crd
+from jobtrigger.kube.client import ApiError, KubeClient
+from jobtrigger.reactor.controller import Controller, Settings
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+async def kube(kubeconfig: str) -> AsyncIterator[KubeClient]:
+    """A KubeClient for the test cluster, with the CRD installed."""
+    k = await KubeClient.from_config(kubeconfig)
+    await install_crd(k)
+    try:
+        yield k
+    finally:
+        await k.close()
+
+
+class Runner:
+    """Starts/stops a controller limited to one namespace; ``restart()`` simulates a controller restart."""
+
+    def __init__(self, kubeconfig: str, namespace: str, **settings: Any):
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.settings = settings
+        self.controller: Controller | None = None
+        self.client: KubeClient | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Controller:
+        self.client = await KubeClient.from_config(self.kubeconfig)
+        self.controller = Controller(self.client, Settings(namespace=self.namespace, **self.settings))
+        self.task = asyncio.get_running_loop().create_task(self.controller.run())
+        await asyncio.wait_for(self.controller.ready.wait(), 30)
+        return self.controller
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        if self.client is not None:
+            await self.client.close()
+        self.task = self.controller = self.client = None
+
+    async def restart(self) -> Controller:
+        await self.stop()
+        return await self.start()
+
+
+@pytest.fixture
+async def runner(kubeconfig: str, namespace: str, kube: KubeClient) -> AsyncIterator[Runner]:
+    r = Runner(kubeconfig, namespace)
+    await r.start()
+    try:
+        yield r
+    finally:
+        await r.stop()
+
+
+async def wait_for(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 20.0) -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def jt_path(ns: str, name: str = "") -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}" + (f"/{name}" if name else "")
+
+
+async def create_jt(kube: KubeClient, ns: str, name: str, triggers: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "JobTrigger",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "triggers": triggers,
+            "jobTemplate": spec.pop(
+                "jobTemplate",
+                {
+                    "spec": {
+                        "backoffLimit": 0,
+                        "template": {
+                            "spec": {
+                                "restartPolicy": "Never",
+                                "containers": [{"name": "main", "image": "busybox", "command": ["true"]}],
+                            }
+                        },
+                    }
+                },
+            ),
+            **spec,
+        },
+    }
+    return await kube.create(jt_path(ns), body)
+
+
+async def get_jt(kube: KubeClient, ns: str, name: str) -> dict[str, Any]:
+    return await kube.get(jt_path(ns, name))
+
+
+async def jobs_of(kube: KubeClient, ns: str, owner: str) -> list[dict[str, Any]]:
+    got = await kube.get(f"/apis/batch/v1/namespaces/{ns}/jobs", labelSelector=f"jobtrigger.dev/owner={owner}")
+    items: list[dict[str, Any]] = got.get("items") or []
+    return sorted(items, key=lambda j: j["metadata"]["annotations"].get("jobtrigger.dev/created", ""))
+
+
+def condition(jt: dict[str, Any], type_: str = "Ready") -> dict[str, Any] | None:
+    for c in (jt.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return dict(c)
+    return None
+
+
+async def wait_ready(kube: KubeClient, ns: str, name: str, status: str = "True") -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        jt = await get_jt(kube, ns, name)
+        c = condition(jt)
+        return jt if c and c.get("status") == status else None
+
+    return await wait_for(probe, f"JobTrigger {name} Ready={status}")
+
+
+async def wait_jobs(kube: KubeClient, ns: str, owner: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    async def probe() -> list[dict[str, Any]] | None:
+        jobs = await jobs_of(kube, ns, owner)
+        return jobs if len(jobs) >= count else None
+
+    return await wait_for(probe, f"{count} Job(s) of {owner}", timeout)
+
+
+async def stays(probe: Callable[[], Awaitable[bool]], seconds: float) -> bool:
+    """True if ``probe`` holds for the whole period (used to assert that nothing *more* happens)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not await probe():
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
+async def create_cm(kube: KubeClient, ns: str, name: str, data: dict[str, str], **meta: Any) -> dict[str, Any]:
+    return await kube.create(f"/api/v1/namespaces/{ns}/configmaps", {"metadata": {"name": name, **meta}, "data": data})
+
+
+async def patch_cm(kube: KubeClient, ns: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    return await kube.merge_patch(f"/api/v1/namespaces/{ns}/configmaps/{name}", patch)
+
+
+async def finish_job_pods(kube: KubeClient, ns: str, job: str, phase: str = "Succeeded") -> None:
+    """Play the kubelet: wait for the Job controller's pod and set its phase through the status subresource."""
+
+    async def pods() -> list[dict[str, Any]] | None:
+        got = await kube.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=f"job-name={job}")
+        return got.get("items") or None
+
+    for pod in await wait_for(pods, f"pod of Job {job}"):
+        name = pod["metadata"]["name"]
+        code = 0 if phase == "Succeeded" else 1
+        status = {
+            "phase": phase,
+            "containerStatuses": [
+                {
+                    "name": c["name"],
+                    "image": c["image"],
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}},
+                }
+                for c in pod["spec"]["containers"]
+            ],
+        }
+        with contextlib.suppress(ApiError):
+            await kube.merge_patch(f"/api/v1/namespaces/{ns}/pods/{name}/status", {"status": status})

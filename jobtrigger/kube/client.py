@@ -100,6 +100,8 @@ class KubeClient:
         self.request_timeout = request_timeout
         self.on_request: RequestHook | None = None
         self.user_agent = "jobtrigger"
+        #: sent with every request (tests use ``Impersonate-User`` to run as a ServiceAccount)
+        self.extra_headers: dict[str, str] = {}
 
     @classmethod
     async def from_config(cls, kubeconfig: str | None = None, *, max_connections: int = 1000) -> KubeClient:
@@ -128,7 +130,12 @@ class KubeClient:
         content_type: str = "application/json",
         timeout: aiohttp.ClientTimeout,
     ) -> aiohttp.ClientResponse:
-        headers = {"Accept": "application/json", "Content-Type": content_type, "User-Agent": self.user_agent}
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": content_type,
+            "User-Agent": self.user_agent,
+            **self.extra_headers,
+        }
         try:
             resp: Any = await self.api_client.call_api(
                 path,

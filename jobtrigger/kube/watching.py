@@ -62,6 +62,7 @@ class Watcher(Generic[S]):
         max_backoff: float = 30.0,
         name: str = "",
         on_restart: Callable[[str], None] | None = None,
+        on_error: Callable[[ApiError], None] | None = None,
     ):
         self.kube = kube
         self.path = path
@@ -78,10 +79,13 @@ class Watcher(Generic[S]):
         self.max_backoff = max_backoff
         self.name = name or path
         self.on_restart = on_restart
+        self.on_error = on_error
         self.objects: dict[ObjectKey, S] = {}
         self.resource_version: str | None = None
         self.synced = asyncio.Event()
         self.stats = WatchStats()
+        #: the last failure, until a LIST or WATCH succeeds again (shown in JobTrigger conditions)
+        self.last_error: ApiError | None = None
 
     def _selectors(self) -> dict[str, Any]:
         return {"labelSelector": self.label_selector or None, "fieldSelector": self.field_selector or None}
@@ -118,6 +122,7 @@ class Watcher(Generic[S]):
         for key, s in seen.items():
             self._set(key, s)
         self.resource_version = rv
+        self.last_error = None
         if not self.synced.is_set():
             self.synced.set()
             if self.on_synced is not None:
@@ -147,6 +152,13 @@ class Watcher(Generic[S]):
                 log.warning("watch silent too long, reconnecting", extra={"watch": self.name})
             except ApiError as e:
                 self.stats.reconnects += 1
+                changed = self.last_error is None or (self.last_error.status, self.last_error.message) != (
+                    e.status,
+                    e.message,
+                )
+                self.last_error = e
+                if changed and self.on_error is not None:
+                    self.on_error(e)
                 self._restarted("error")
                 if e.status == 410:
                     need_list = True

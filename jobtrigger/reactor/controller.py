@@ -307,11 +307,18 @@ class Sync:
             return
         self.ctl.resource_watches.set_interests(self.key, [i for lst in interests for i in lst])
         if not self.ctl.resource_watches.synced(self.key):
-            self._condition("Unknown", "Syncing", "waiting for the initial list of watched objects")
+            failures = self.ctl.resource_watches.errors(self.key)
+            if failures:
+                # the watch retries with backoff and enqueues this JobTrigger once it lists successfully
+                self._condition("False", "WatchFailed", "; ".join(failures))
+                await self.ctl.events.emit(self.obj, "Warning", "WatchFailed", failures[0])
+            else:
+                self._condition("Unknown", "Syncing", "waiting for the initial list of watched objects")
             await self._write_status()
             return
 
         await self._manual(jt)
+        await self._errand(jt)
         if jt.spec.triggers.resources is not None:
             await self._resources(jt, interests)
         await self._jobs(jt)
@@ -509,6 +516,33 @@ class Sync:
         )
         await self._create_job(jt, occurrence)
         self.status["lastRunRequest"] = token
+
+    async def _errand(self, jt: JobTrigger) -> None:
+        """ExtendedJob/QuarksJob errand flow: ``strategy: now`` runs once, then is reset to ``manual``.
+
+        The occurrence is the generation that set ``now``, so a crash between the Job and the reset repeats
+        nothing: the retry finds the Job (AlreadyExists) and only resets the spec."""
+        manual = jt.spec.triggers.manual
+        if manual is None or manual.strategy != "now" or jt.spec.suspend:
+            return
+        occurrence = Occurrence(
+            trigger="manual",
+            key=f"errand/{self.generation}",
+            reason="errand run (spec.triggers.manual.strategy: now)",
+        )
+        await self._create_job(jt, occurrence)
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.ns}/{PLURAL}/{self.name}"
+        written = await self.ctl.kube.merge_patch(
+            path,
+            {
+                "metadata": {"resourceVersion": self.meta.get("resourceVersion")},
+                "spec": {"triggers": {"manual": {"strategy": "manual"}}},
+            },
+        )
+        # continue with the object as it is now, so the status write below does not conflict
+        self.meta = written.get("metadata") or self.meta
+        self.ctl.remember_written(self.key, written)
+        self.ctl.queue.add(self.key)  # look again at the new generation (observedGeneration)
 
     def _set_baseline(
         self, baseline: dict[ObjectRef, dict[str, str]], items: list[resources.ItemState], spec_hash: str

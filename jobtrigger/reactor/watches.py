@@ -170,6 +170,7 @@ class ResourceWatches:
             watch_timeout=self.watch_timeout,
             name=name,
             on_restart=self._restart_hook(name),
+            on_error=lambda _e: on_synced(),  # let the JobTriggers report the failure in their status
         )
         scope.task = asyncio.get_running_loop().create_task(scope.watcher.run(), name=f"watch {name}")
         log.info("watch started", extra={"watch": name, "labelSelector": label_sel, "fieldSelector": field_sel})
@@ -217,6 +218,19 @@ class ResourceWatches:
 
     def synced(self, trigger: TriggerKey) -> bool:
         return all(self.scopes[sk].synced for sk in self._by_trigger.get(trigger, set()))
+
+    def errors(self, trigger: TriggerKey) -> list[str]:
+        """Why the trigger's watches are not working (e.g. 403: the controller's RBAC lacks list/watch)."""
+        out = []
+        for sk in sorted(self._by_trigger.get(trigger, set()), key=str):
+            w = self.scopes[sk].watcher
+            if w is not None and w.last_error is not None:
+                e = w.last_error
+                where = f" in namespace {sk.namespace}" if sk.namespace else ""
+                out.append(
+                    f"cannot list/watch {sk.gvr.resource}.{sk.gvr.group or 'core'}{where}: {e.status} {e.message}"
+                )
+        return out
 
     def matching(self, interest: Interest) -> dict[ObjectKey, dict[str, str]]:
         """Objects the interest matches now, with the hashes of its paths."""

@@ -32,7 +32,8 @@ async def kube(kubeconfig: str) -> AsyncIterator[KubeClient]:
 class Runner:
     """Starts/stops a controller limited to one namespace; ``restart()`` simulates a controller restart."""
 
-    def __init__(self, kubeconfig: str, namespace: str, **settings: Any):
+    def __init__(self, kubeconfig: str, namespace: str, *, impersonate: str | None = None, **settings: Any):
+        self.impersonate = impersonate
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.settings = settings
@@ -42,6 +43,8 @@ class Runner:
 
     async def start(self) -> Controller:
         self.client = await KubeClient.from_config(self.kubeconfig)
+        if self.impersonate:
+            self.client.extra_headers["Impersonate-User"] = self.impersonate
         self.controller = Controller(self.client, Settings(namespace=self.namespace, **self.settings))
         self.task = asyncio.get_running_loop().create_task(self.controller.run())
         await asyncio.wait_for(self.controller.ready.wait(), 30)

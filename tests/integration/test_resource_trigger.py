@@ -397,3 +397,41 @@ async def test_history_prunes_old_finished_jobs(kube: KubeClient, namespace: str
     jt = await get_jt(kube, namespace, "t")
     assert jt["status"]["lastJobName"] == names[-1]
     assert jt["status"]["lastJobStatus"] == "Succeeded"
+
+
+async def test_manual_run_annotation_runs_once_per_token(kube: KubeClient, namespace: str, runner: Runner) -> None:
+    await create_jt(kube, namespace, "errand", {"manual": {}})
+    jt = await wait_ready(kube, namespace, "errand")
+    assert "run-requested" in (condition(jt) or {})["message"]
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/errand"
+    await kube.merge_patch(path, {"metadata": {"annotations": {"jobtrigger.dev/run-requested": "first"}}})
+    jobs = await wait_jobs(kube, namespace, "errand", 1)
+    env = {e["name"]: e.get("value", "") for e in jobs[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["JOBTRIGGER_TRIGGER"] == "manual" and env["JOBTRIGGER_RUN_REQUEST"] == "first"
+    await runner.restart()  # the same token after a restart: no second run
+    assert await no_more_jobs(kube, namespace, "errand", 1, 1.5)
+    await kube.merge_patch(path, {"metadata": {"annotations": {"jobtrigger.dev/run-requested": "second"}}})
+    await wait_jobs(kube, namespace, "errand", 2)
+
+    async def recorded() -> bool:
+        return (await get_jt(kube, namespace, "errand"))["status"].get("lastRunRequest") == "second"
+
+    await wait_for(recorded, "status.lastRunRequest = second")
+    assert await no_more_jobs(kube, namespace, "errand", 2, 1.0)
+
+
+async def test_errand_strategy_now_runs_and_resets(kube: KubeClient, namespace: str, runner: Runner) -> None:
+    await create_jt(kube, namespace, "errand", {"manual": {"strategy": "now"}})
+    await wait_jobs(kube, namespace, "errand", 1)
+
+    async def reset() -> dict[str, Any] | None:
+        jt = await get_jt(kube, namespace, "errand")
+        ok = jt["spec"]["triggers"]["manual"]["strategy"] == "manual"
+        return jt if ok and jt["status"].get("observedGeneration") == jt["metadata"]["generation"] else None
+
+    await wait_for(reset, "strategy reset to manual")
+    assert await no_more_jobs(kube, namespace, "errand", 1, 1.0)
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/errand"
+    await kube.merge_patch(path, {"spec": {"triggers": {"manual": {"strategy": "now"}}}})
+    await wait_jobs(kube, namespace, "errand", 2)
+    await wait_for(reset, "strategy reset to manual again")

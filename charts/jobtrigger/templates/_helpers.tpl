@@ -1,0 +1,20 @@
+{{- define "jobtrigger.name" -}}{{ .Chart.Name }}{{- end -}}
+{{- define "jobtrigger.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else -}}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+{{- define "jobtrigger.labels" -}}
+app.kubernetes.io/name: {{ include "jobtrigger.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+{{- define "jobtrigger.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "jobtrigger.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+{{- define "jobtrigger.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}{{ default (include "jobtrigger.fullname" .) .Values.serviceAccount.name }}
+{{- else -}}{{ default "default" .Values.serviceAccount.name }}{{- end -}}
+{{- end -}}

@@ -1,0 +1,52 @@
+"""The controller under a least-privilege identity: missing permissions become a clear condition."""
+
+from __future__ import annotations
+
+from jobtrigger.kube.client import KubeClient
+from tests.integration.conftest import Runner, condition, create_cm, create_jt, patch_cm, wait_jobs, wait_ready
+
+
+async def test_missing_watch_permission_is_reported(kube: KubeClient, kubeconfig: str, namespace: str) -> None:
+    sa = f"system:serviceaccount:{namespace}:jobtrigger"
+    rules = [
+        {"apiGroups": ["jobtrigger.dev"], "resources": ["jobtriggers"], "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": ["jobtrigger.dev"], "resources": ["jobtriggers/status"], "verbs": ["get", "patch", "update"]},
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+    ]
+    await kube.create(
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
+        {"metadata": {"name": "jobtrigger"}, "rules": rules},
+    )
+    await kube.create(
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
+        {
+            "metadata": {"name": "jobtrigger"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jobtrigger"},
+            "subjects": [{"kind": "User", "name": sa}],
+        },
+    )
+    runner = Runner(kubeconfig, namespace, impersonate=sa)
+    await runner.start()
+    try:
+        # allowed: ConfigMaps work end to end with only these namespaced permissions
+        await create_cm(kube, namespace, "cfg", {"a": "1"})
+        await create_jt(
+            kube,
+            namespace,
+            "ok",
+            {"resources": {"cooldown": "0s", "watch": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "cfg"}]}},
+        )
+        await wait_ready(kube, namespace, "ok")
+        await patch_cm(kube, namespace, "cfg", {"data": {"a": "2"}})
+        await wait_jobs(kube, namespace, "ok", 1)
+        # not allowed: Secrets
+        await create_jt(
+            kube, namespace, "nope", {"resources": {"watch": [{"apiVersion": "v1", "kind": "Secret", "name": "s"}]}}
+        )
+        c = condition(await wait_ready(kube, namespace, "nope", "False"))
+        assert c is not None and c["reason"] == "WatchFailed"
+        assert "secrets.core" in c["message"] and "403" in c["message"]
+    finally:
+        await runner.stop()

@@ -118,7 +118,17 @@ def test_job_name_long_trigger_names_stay_valid(trigger_name: str) -> None:
     assert len(name) <= 63
     assert DNS_LABEL.match(name), name
     assert name.endswith("-" + job_name("x", UID, "k")[-10:])
-    assert trigger_name.startswith(name[:-11])
+    prefix = name[:-11]
+    assert trigger_name.startswith(prefix)
+    assert not prefix.endswith("-"), name  # no "--" where the name was cut
+
+
+def test_job_name_cut_after_a_dot_stays_a_dns_subdomain() -> None:
+    # JobTrigger names are DNS subdomains and may contain dots; "x.-<hash>" would be invalid
+    name = job_name("a" * 51 + "." + "b" * 11, UID, "k")
+    assert len(name) <= 63
+    assert all(DNS_LABEL.match(part) for part in name.split(".")), name
+    assert name == "a" * 51 + "-" + job_name("x", UID, "k")[-10:]
 
 
 def test_job_name_short_names_are_kept_whole() -> None:

@@ -112,7 +112,7 @@ def validate_spec(spec: JobTriggerSpec) -> list[SpecError]:
         if t.schedule.time_zone:
             try:
                 zoneinfo.ZoneInfo(t.schedule.time_zone)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory, a too-long name
                 errors.append(
                     SpecError("spec.triggers.schedule.timeZone", f"unknown time zone {t.schedule.time_zone!r}")
                 )

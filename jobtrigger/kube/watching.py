@@ -57,7 +57,7 @@ class Watcher(Generic[S]):
         label_selector: str | None = None,
         field_selector: str | None = None,
         watch_timeout: int = 300,
-        inactivity_timeout: float = 360.0,
+        inactivity_timeout: float | None = None,
         page_size: int = 500,
         max_backoff: float = 30.0,
         name: str = "",
@@ -72,9 +72,9 @@ class Watcher(Generic[S]):
         self.label_selector = label_selector
         self.field_selector = field_selector
         self.watch_timeout = watch_timeout
-        # a watch with bookmarks delivers something at least every ~minute; the server closes it after
-        # watch_timeout, so silence past that (plus slack) means the connection is dead
-        self.inactivity_timeout = max(inactivity_timeout, watch_timeout + 30.0)
+        # the server closes a watch after watch_timeout (bookmarks come more often), so silence well past that
+        # means the connection is dead (half-open TCP, a proxy that dropped it) and must be re-opened
+        self.inactivity_timeout = inactivity_timeout if inactivity_timeout is not None else watch_timeout + 60.0
         self.page_size = page_size
         self.max_backoff = max_backoff
         self.name = name or path

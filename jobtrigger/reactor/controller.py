@@ -55,7 +55,8 @@ class Settings:
     namespace: str | None = None  # None: all namespaces
     workers: int = 4
     allow_cross_namespace: bool = False
-    watch_timeout: int = 300
+    watch_timeout: int = 300  # the server ends each watch after this; we resume from the last resourceVersion
+    inactivity_timeout: float | None = None  # a silent watch is re-opened after this (default watch_timeout + 60)
     identity: str = field(default_factory=socket.gethostname)
 
 
@@ -125,6 +126,7 @@ class Controller:
             kube,
             self._enqueue,
             watch_timeout=self.settings.watch_timeout,
+            inactivity_timeout=self.settings.inactivity_timeout,
             on_restart=lambda name, why: metrics.WATCH_RESTARTS.labels(why).inc(),
         )
         ns = self.settings.namespace
@@ -135,6 +137,7 @@ class Controller:
             summarize=lambda o: o,
             on_change=self._on_trigger_change,
             watch_timeout=self.settings.watch_timeout,
+            inactivity_timeout=self.settings.inactivity_timeout,
             name="jobtriggers",
             on_restart=lambda why: metrics.WATCH_RESTARTS.labels(why).inc(),
         )
@@ -146,6 +149,7 @@ class Controller:
             on_change=self._on_job_change,
             label_selector=LABEL_OWNER,
             watch_timeout=self.settings.watch_timeout,
+            inactivity_timeout=self.settings.inactivity_timeout,
             name="jobs",
             on_restart=lambda why: metrics.WATCH_RESTARTS.labels(why).inc(),
         )

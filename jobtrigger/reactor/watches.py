@@ -93,11 +93,13 @@ class ResourceWatches:
         enqueue: Callable[[TriggerKey], None],
         *,
         watch_timeout: int = 300,
+        inactivity_timeout: float | None = None,
         on_restart: Callable[[str, str], None] | None = None,
     ):
         self.kube = kube
         self.enqueue = enqueue
         self.watch_timeout = watch_timeout
+        self.inactivity_timeout = inactivity_timeout
         self.on_restart = on_restart
         self.scopes: dict[ScopeKey, Scope] = {}
         self._by_trigger: dict[TriggerKey, set[ScopeKey]] = defaultdict(set)
@@ -168,6 +170,7 @@ class ResourceWatches:
             label_selector=label_sel,
             field_selector=field_sel,
             watch_timeout=self.watch_timeout,
+            inactivity_timeout=self.inactivity_timeout,
             name=name,
             on_restart=self._restart_hook(name),
             on_error=lambda _e: on_synced(),  # let the JobTriggers report the failure in their status

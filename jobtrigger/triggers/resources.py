@@ -114,7 +114,9 @@ def evaluate(
         until = last_triggered + cooldown
         return Decision("wait", retry_at=until, reason=f"cooldown until {until.isoformat()}")
     all_changes = tuple(c for cs in per_item for c in cs)
-    digest = hash_value(sorted([str(r), sorted(h.items())] for r, h in current.items()))
+    digest = hash_value(
+        sorted([[r.api_version, r.kind, r.namespace or "", r.name], sorted(h.items())] for r, h in current.items())
+    )
     return Decision("fire", baseline=current, changes=all_changes, digest=digest)
 
 

@@ -185,7 +185,7 @@ selector_dicts = st.fixed_dictionaries(
 label_sets = st.dictionaries(st.sampled_from([*KEYS, "other"]), st.sampled_from(VALUES), max_size=4)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(selector_dicts, label_sets)
 def test_matches_agrees_with_reference(selector: dict[str, Any], labels: dict[str, str]) -> None:
     assert matches(LabelSelector.model_validate(selector), labels) == reference_matches(selector, labels)

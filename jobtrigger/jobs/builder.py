@@ -26,6 +26,7 @@ ANNOTATION_OBJECTS = "jobtrigger.dev/objects"
 ANNOTATION_RUN_REQUESTED = "jobtrigger.dev/run-requested"
 ANNOTATION_CREATED = "jobtrigger.dev/created"  # ms precision; orders Jobs created within one second
 ENV_PREFIX = "JOBTRIGGER_"
+MAX_OBJECTS = 50  # changed objects listed in the annotation / env var
 MAX_NAME = 63  # Job names become a pod label value (job-name), so 63, not 253
 
 
@@ -79,10 +80,12 @@ def build_job(
     if created:
         annotations[ANNOTATION_CREATED] = created
     if occurrence.objects:
-        annotations[ANNOTATION_OBJECTS] = json.dumps(list(occurrence.objects), separators=(",", ":"))
+        annotations[ANNOTATION_OBJECTS] = objects_json(occurrence.objects)
 
     job_spec = copy.deepcopy(spec.job_template.spec)
     template = job_spec.setdefault("template", {})
+    # pods findable by owner (`kubectl logs -l jobtrigger.dev/owner=NAME`); the rest of the metadata is untouched
+    template.setdefault("metadata", {}).setdefault("labels", {})[LABEL_OWNER] = trigger_name
     pod_spec = template.setdefault("spec", {})
     pod_spec.setdefault("restartPolicy", "Never")
 
@@ -127,6 +130,14 @@ def build_job(
     }
 
 
+def objects_json(objects: tuple[dict[str, Any], ...]) -> str:
+    """The changed objects as JSON, at most ``MAX_OBJECTS`` (annotations are limited to 256 KiB in total)."""
+    listed: list[dict[str, Any]] = list(objects[:MAX_OBJECTS])
+    if len(objects) > MAX_OBJECTS:
+        listed.append({"truncated": len(objects) - MAX_OBJECTS})
+    return json.dumps(listed, separators=(",", ":"))
+
+
 def context_env(trigger_name: str, namespace: str, occurrence: Occurrence) -> list[tuple[str, str]]:
     """The ``JOBTRIGGER_*`` variables (documented in docs/api.md)."""
     env = [
@@ -147,7 +158,7 @@ def context_env(trigger_name: str, namespace: str, occurrence: Occurrence) -> li
                 "JOBTRIGGER_CHANGED_PATHS",
                 ",".join(sorted({p for o in occurrence.objects for p in o.get("paths", [])})),
             ),
-            ("JOBTRIGGER_OBJECTS", json.dumps(list(occurrence.objects), separators=(",", ":"))),
+            ("JOBTRIGGER_OBJECTS", objects_json(occurrence.objects)),
         ]
     env += list(occurrence.env)
     return env

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 import time
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 JOBS_PATH = "/apis/batch/v1"
 DEFAULT_HISTORY = 5
+UNKNOWN_KIND_RETRY = 30.0  # seconds
 
 
 @dataclass
@@ -288,6 +290,7 @@ class Sync:
         self.old_status: JSON = dict(obj.get("status") or {})
         self.status: JSON = dict(self.old_status)
         self.now = _now()
+        self.mounts: tuple[Mounted, ...] = ()
 
     # ---------------------------------------------------------------- main flow
 
@@ -297,6 +300,12 @@ class Sync:
             await self._invalid("InvalidSpec", errors)
             return
         self.status["triggers"] = _summary(jt)
+        if len(self.name) > 63:
+            await self._invalid(
+                "InvalidSpec",
+                [SpecError("metadata.name", "at most 63 characters: the name is a label value on every Job")],
+            )
+            return
         errors = self._unsupported(jt)
         if errors:
             await self._invalid("NotSupported", errors)
@@ -318,9 +327,12 @@ class Sync:
                 await self.ctl.events.emit(self.obj, "Warning", "WatchFailed", failures[0])
             else:
                 self._condition("Unknown", "Syncing", "waiting for the initial list of watched objects")
+            self.status["observedGeneration"] = self.generation
             await self._write_status()
             return
 
+        self.status["pending"] = None
+        self.mounts = _mounts(jt)
         await self._manual(jt)
         await self._errand(jt)
         if jt.spec.triggers.resources is not None:
@@ -379,6 +391,10 @@ class Sync:
                         SpecError(f"{where}.namespace", f"{w.kind} is cluster-scoped; namespace must be empty")
                     )
                 namespace = None
+            if w.mount is not None and namespace != self.ns:
+                errors.append(
+                    SpecError(f"{where}.mount", "only an object in the JobTrigger's own namespace can be mounted")
+                )
             scope = ScopeKey(gvr, namespace)
             out.append([Interest(scope, w.name, w.selector, normalize_paths(w.fields))])
         return out, errors, reason
@@ -418,6 +434,9 @@ class Sync:
             await self.ctl.events.emit(self.obj, "Warning", reason, message)
             log.warning("invalid JobTrigger", extra={"jobtrigger": f"{self.ns}/{self.name}", "error": message})
         await self._write_status()
+        if reason == "UnknownKind":
+            # the CRD may be installed later: look again (discovery is re-fetched at most every few seconds)
+            self.ctl.queue.add_after(self.key, UNKNOWN_KIND_RETRY)
 
     # ---------------------------------------------------------------- triggers
 
@@ -455,17 +474,14 @@ class Sync:
             baseline=baseline,
             condition=rt.condition,
             cooldown=parse_duration(rt.cooldown),
-            last_triggered=_parse_ts(
-                self.status.get("lastResourceTriggerTime") or self.status.get("lastTriggeredTime")
-            ),
+            last_triggered=_parse_ts(self.status.get("lastResourceTriggerTime")),
             now=self.now,
             suspended=jt.spec.suspend,
         )
-        self.status["pending"] = None
         if decision.action == "baseline":
             self._set_baseline(decision.baseline, items, spec_hash)
         elif decision.action == "wait":
-            self.status["pending"] = decision.reason
+            self._pending(decision.reason)
             if decision.reason.startswith("cooldown"):
                 metrics.SKIPPED.labels("cooldown").inc()
             if decision.retry_at is not None:
@@ -473,11 +489,6 @@ class Sync:
                 self.ctl.queue.add_after(self.key, delay + 0.05)
         elif decision.action == "fire":
             runs = int(self.status.get("resourceRuns") or 0) + 1
-            mounts = tuple(
-                Mounted(w.kind, w.name or "", w.mount.volume_name, w.mount.mount_path, w.mount.read_only)
-                for w in rt.watch
-                if w.mount is not None and w.name
-            )
             changed = tuple(
                 {
                     "apiVersion": c.ref.api_version,
@@ -497,7 +508,6 @@ class Sync:
                 key=f"resources/{runs}/{decision.digest}",
                 reason=reason,
                 objects=changed,
-                mounts=mounts,
             )
             await self._create_job(jt, occurrence)
             self.status["resourceRuns"] = runs
@@ -510,7 +520,7 @@ class Sync:
         if not token or token == self.status.get("lastRunRequest"):
             return
         if jt.spec.suspend:
-            self.status["pending"] = f"manual run {token!r} waits: suspended"
+            self._pending(f"manual run {token!r} waits: suspended")
             return
         occurrence = Occurrence(
             trigger="manual",
@@ -548,6 +558,10 @@ class Sync:
         self.ctl.remember_written(self.key, written)
         self.ctl.queue.add(self.key)  # look again at the new generation (observedGeneration)
 
+    def _pending(self, reason: str) -> None:
+        current = self.status.get("pending")
+        self.status["pending"] = f"{current}; {reason}" if current else reason
+
     def _set_baseline(
         self, baseline: dict[ObjectRef, dict[str, str]], items: list[resources.ItemState], spec_hash: str
     ) -> None:
@@ -576,7 +590,7 @@ class Sync:
             namespace=self.ns,
             trigger_uid=self.uid,
             spec=jt.spec,
-            occurrence=occurrence,
+            occurrence=dataclasses.replace(occurrence, mounts=self.mounts),
             created=_ts(self.now),
         )
         name = job["metadata"]["name"]
@@ -677,6 +691,16 @@ class Sync:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.ns}/{PLURAL}/{self.name}/status"
         written = await self.ctl.kube.merge_patch(path, body)
         self.ctl.remember_written(self.key, written)
+
+
+def _mounts(jt: JobTrigger) -> tuple[Mounted, ...]:
+    """Watched Secrets/ConfigMaps to mount into every Job of this JobTrigger (whatever triggered it)."""
+    rt = jt.spec.triggers.resources
+    return tuple(
+        Mounted(w.kind, w.name or "", w.mount.volume_name, w.mount.mount_path, w.mount.read_only)
+        for w in (rt.watch if rt else [])
+        if w.mount is not None and w.name
+    )
 
 
 def _summary(jt: JobTrigger) -> str:

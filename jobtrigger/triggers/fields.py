@@ -69,5 +69,11 @@ def hash_paths(obj: Mapping[str, Any], paths: Iterable[str]) -> dict[str, str]:
         if path == WHOLE_OBJECT:
             out[path] = hash_value(significant(obj))
         else:
-            out[path] = hash_value(compile_path(path).search(obj))
+            try:
+                value = compile_path(path).search(obj)
+            except jmespath.exceptions.JMESPathError as e:
+                # e.g. a function applied to the wrong type on this object: hash the error, so the object is
+                # neither dropped (which would look like a deletion) nor crashing the watch
+                value = {"jmespathError": type(e).__name__}  # not str(e): it quotes the value
+            out[path] = hash_value(value)
     return out

@@ -229,7 +229,13 @@ def test_pod_template_metadata_untouched() -> None:
         },
     }
     job = build(spec(pod_metadata=copy.deepcopy(pod_meta)))
-    assert job["spec"]["template"]["metadata"] == pod_meta
+    got = job["spec"]["template"]["metadata"]
+    # everything the user wrote is kept; only the owner label is added so pods are findable by label
+    assert got["annotations"] == pod_meta["annotations"]
+    assert got["labels"] == {
+        **pod_meta["labels"],
+        "jobtrigger.dev/owner": job["metadata"]["labels"]["jobtrigger.dev/owner"],
+    }
 
 
 def test_env_added_to_containers_and_init_containers() -> None:
@@ -382,3 +388,13 @@ def test_no_mounts_no_volumes_key() -> None:
     pod = pod_spec_of(build())
     assert "volumes" not in pod
     assert "volumeMounts" not in pod["containers"][0]
+
+
+def test_objects_annotation_is_capped() -> None:
+    from jobtrigger.jobs.builder import MAX_OBJECTS, objects_json
+
+    many = tuple({"kind": "ConfigMap", "name": f"c{i}"} for i in range(MAX_OBJECTS + 7))
+    listed = json.loads(objects_json(many))
+    assert len(listed) == MAX_OBJECTS + 1
+    assert listed[-1] == {"truncated": 7}
+    assert json.loads(objects_json(many[:3])) == list(many[:3])

@@ -289,3 +289,12 @@ def test_hash_value_distinguishes_distinct_values(a: Any, b: Any) -> None:
         assert hash_value(a) == hash_value(b)
     elif a != b:
         assert hash_value(a) != hash_value(b)
+
+
+def test_jmespath_runtime_error_is_hashed_not_raised() -> None:
+    # length() of a number is a JMESPath type error at search time, not at compile time
+    a = hash_paths({"data": {"n": 1}}, ["length(data.n)"])
+    b = hash_paths({"data": {"n": 2}}, ["length(data.n)"])
+    ok = hash_paths({"data": {"n": "xy"}}, ["length(data.n)"])
+    assert a == b  # same error, same hash: no spurious change
+    assert a != ok

@@ -1,0 +1,92 @@
+"""The real `jobtrigger controller` process: endpoints, metrics, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import aiohttp
+
+from jobtrigger.kube.client import KubeClient
+from tests.integration.conftest import create_cm, create_jt, patch_cm, wait_for, wait_jobs, wait_ready
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_controller_process_serves_metrics_and_stops_on_sigterm(
+    kube: KubeClient, kubeconfig: str, namespace: str
+) -> None:
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "jobtrigger.cli",
+        "controller",
+        "--kubeconfig",
+        kubeconfig,
+        "--namespace",
+        namespace,
+        "--http-addr",
+        f"127.0.0.1:{port}",
+        "--log-format",
+        "json",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def ready() -> bool:
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await wait_for(ready, "/readyz 200", timeout=30)
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                assert r.status == 200
+
+            await create_cm(kube, namespace, "cfg", {"a": "1"})
+            await create_jt(
+                kube,
+                namespace,
+                "t",
+                {"resources": {"cooldown": "0s", "watch": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "cfg"}]}},
+            )
+            await wait_ready(kube, namespace, "t")
+            await patch_cm(kube, namespace, "cfg", {"data": {"a": "2"}})
+            await wait_jobs(kube, namespace, "t", 1)
+
+            async def metrics() -> str | None:
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                    text = await r.text()
+                ok = 'jobtrigger_jobs_created_total{result="created",trigger="resources"} 1.0' in text
+                return text if ok else None
+
+            text = await wait_for(metrics, "jobs_created metric")
+            assert "jobtrigger_event_to_job_seconds_count" in text
+            assert 'jobtrigger_api_requests_total{code="201",resource="jobs",verb="POST"}' in text
+            assert "jobtrigger_queue_depth" in text
+
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.wait_for(proc.wait(), 15)
+        assert rc == 0
+        assert time.monotonic() - t0 < 12
+        assert proc.stderr is not None
+        logs = (await proc.stderr.read()).decode()
+        assert '"msg": "job created"' in logs and '"msg": "stopped"' in logs
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

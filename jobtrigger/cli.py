@@ -52,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     async def go() -> int:
         kube = await KubeClient.from_config(args.kubeconfig)
         try:
-            ns = args.namespace or "default"
+            ns = args.namespace or _context_namespace(args.kubeconfig)
             path = f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}/{args.name}"
             await kube.merge_patch(path, {"metadata": {"annotations": {ANNOTATION_RUN_REQUESTED: token}}})
         except ApiError as e:
@@ -64,6 +64,18 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(go())
+
+
+def _context_namespace(kubeconfig: str | None) -> str:
+    """The namespace of the kubeconfig's current context, as kubectl would use it."""
+    from kubernetes_asyncio import config
+
+    path = kubeconfig or (os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None)
+    try:
+        _, current = config.list_kube_config_contexts(path)
+    except (config.ConfigException, OSError):
+        return "default"
+    return str(((current or {}).get("context") or {}).get("namespace") or "default")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -100,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     r = sub.add_parser("run", help="request a manual run of a JobTrigger")
     r.add_argument("name")
-    r.add_argument("-n", "--namespace", default=None)
+    r.add_argument("-n", "--namespace", default=None, help="default: the kubeconfig context's namespace")
     r.add_argument("--token", default=None, help="request token (default: random); the same token runs once")
     r.add_argument("--kubeconfig", default=None)
     r.set_defaults(func=_run)

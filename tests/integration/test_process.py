@@ -90,3 +90,43 @@ async def test_controller_process_serves_metrics_and_stops_on_sigterm(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_run_subcommand_sets_the_request_annotation(kube: KubeClient, kubeconfig: str, namespace: str) -> None:
+    await create_jt(kube, namespace, "errand", {"manual": {}})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "jobtrigger.cli",
+        "run",
+        "errand",
+        "-n",
+        namespace,
+        "--kubeconfig",
+        kubeconfig,
+        "--token",
+        "tok-1",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert b"tok-1" in out
+    jt = await kube.get(f"/apis/jobtrigger.dev/v1alpha1/namespaces/{namespace}/jobtriggers/errand")
+    assert jt["metadata"]["annotations"]["jobtrigger.dev/run-requested"] == "tok-1"
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "jobtrigger.cli",
+        "run",
+        "missing",
+        "-n",
+        namespace,
+        "--kubeconfig",
+        kubeconfig,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 1 and b"not found" in err

@@ -275,6 +275,11 @@ class JobRef(Model):
     uid: str | None = None
 
 
+class SkippedRun(Model):
+    time: str
+    reason: str
+
+
 class JobTriggerStatus(Model):
     observed_generation: int | None = None
     conditions: list[Condition] | None = None
@@ -298,6 +303,9 @@ class JobTriggerStatus(Model):
     last_schedule_time: str | None = None
     next_schedule_time: str | None = None
     last_run_request: str | None = Field(default=None, description="Last manual request token served.")
+    last_skipped: SkippedRun | None = Field(
+        default=None, description="The last run skipped by concurrencyPolicy Forbid, and why."
+    )
 
 
 class JobTrigger(Model):

@@ -34,6 +34,7 @@ from jobtrigger.jobs.builder import (
     Mounted,
     Occurrence,
     build_job,
+    job_name,
 )
 from jobtrigger.kube.client import JSON, ApiError, KubeClient
 from jobtrigger.kube.discovery import Discovery, UnknownKind
@@ -159,7 +160,10 @@ class Controller:
         # JobTrigger -> (uid, generation, errors of the Job template dry run)
         self._validated: dict[TriggerKey, tuple[str, int, list[SpecError]]] = {}
         self._event_arrival: dict[TriggerKey, float] = {}
-        self._written: dict[TriggerKey, JSON] = {}  # our last status write per JobTrigger, until the watch has it
+        # our last status write per JobTrigger, until the watch has it
+        self._written: dict[TriggerKey, JSON] = {}
+        # Jobs we created that the Job watch has not shown yet (for concurrencyPolicy)
+        self._created: dict[TriggerKey, set[str]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
 
@@ -254,6 +258,7 @@ class Controller:
             self._event_arrival.pop(key, None)
             self._validated.pop(key, None)
             self._written.pop(key, None)
+            self._created.pop(key, None)
             return
         s = Sync(self, key, obj)
         await s.run()
@@ -267,6 +272,22 @@ class Controller:
             if s is not None and s.owner == key[1]:
                 out[name] = s
         return out
+
+    def active_jobs(self, key: TriggerKey) -> list[str]:
+        """Active Jobs of a JobTrigger: from the Job watch, plus Jobs created by us that it has not shown yet."""
+        jobs = self.jobs_of(key)
+        pending = self._created.get(key, set())
+        for name in list(pending):
+            if name in jobs:
+                pending.discard(name)  # the watch has it now: its state comes from there
+        return sorted({n for n, s in jobs.items() if s.state == "Active"} | pending)
+
+    def note_created(self, key: TriggerKey, name: str) -> None:
+        if name not in self.jobs_of(key):
+            self._created.setdefault(key, set()).add(name)
+
+    def forget_active(self, key: TriggerKey, name: str) -> None:
+        self._created.get(key, set()).discard(name)
 
     def remember_written(self, key: TriggerKey, obj: JSON) -> None:
         """Put an object returned by our own write into the cache unless the watch already has a newer one."""
@@ -355,8 +376,6 @@ class Sync:
             out.append(SpecError("spec.output", "not supported by this controller version yet"))
         if jt.spec.rerun_on_config_change:
             out.append(SpecError("spec.rerunOnConfigChange", "not supported by this controller version yet"))
-        if jt.spec.concurrency_policy != "Allow":
-            out.append(SpecError("spec.concurrencyPolicy", "only Allow is supported by this controller version"))
         return out
 
     async def _interests(self, jt: JobTrigger) -> tuple[list[list[Interest]], list[SpecError], str]:
@@ -509,7 +528,8 @@ class Sync:
                 reason=reason,
                 objects=changed,
             )
-            await self._create_job(jt, occurrence)
+            if not await self._run(jt, occurrence):
+                return  # Queue: the change stays unconsumed until the active Job has finished
             self.status["resourceRuns"] = runs
             self.status["lastResourceTriggerTime"] = _ts(self.now)
             self._set_baseline(decision.baseline, items, spec_hash)
@@ -528,8 +548,8 @@ class Sync:
             reason=f"manual run requested ({ANNOTATION_RUN_REQUESTED}={token})",
             env=(("JOBTRIGGER_RUN_REQUEST", token),),
         )
-        await self._create_job(jt, occurrence)
-        self.status["lastRunRequest"] = token
+        if await self._run(jt, occurrence):
+            self.status["lastRunRequest"] = token
 
     async def _errand(self, jt: JobTrigger) -> None:
         """ExtendedJob/QuarksJob errand flow: ``strategy: now`` runs once, then is reset to ``manual``.
@@ -544,7 +564,8 @@ class Sync:
             key=f"errand/{self.generation}",
             reason="errand run (spec.triggers.manual.strategy: now)",
         )
-        await self._create_job(jt, occurrence)
+        if not await self._run(jt, occurrence):
+            return
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.ns}/{PLURAL}/{self.name}"
         written = await self.ctl.kube.merge_patch(
             path,
@@ -584,6 +605,44 @@ class Sync:
 
     # ---------------------------------------------------------------- Jobs
 
+    async def _run(self, jt: JobTrigger, occurrence: Occurrence) -> bool:
+        """Run an occurrence under the concurrency policy. Returns False if it must wait (``Queue``): the caller
+        then keeps the occurrence unconsumed, so it runs exactly once when the active Job has finished.
+
+        - Allow: run. Forbid: consume without running (counted, Event). Replace: delete the active Jobs, run.
+        - Queue: wait while a Job is active; what arrived meanwhile coalesces into one run.
+        """
+        name = self._job_name(occurrence)
+        active = [n for n in self.ctl.active_jobs(self.key) if n != name]
+        policy = jt.spec.concurrency_policy
+        if active and policy == "Forbid":
+            metrics.SKIPPED.labels("forbid").inc()
+            msg = f"skipped ({occurrence.reason}): Job {active[0]} is still active (concurrencyPolicy Forbid)"
+            await self.ctl.events.emit(self.obj, "Normal", "RunSkipped", msg)
+            self.status["lastSkipped"] = {"time": _ts(self.now), "reason": msg}
+            return True
+        if active and policy == "Queue":
+            metrics.SKIPPED.labels("queued").inc()
+            self._pending(f"queued behind active Job {active[0]} (concurrencyPolicy Queue)")
+            return False
+        if active and policy == "Replace":
+            for job in active:
+                try:
+                    await self.ctl.kube.delete(f"{JOBS_PATH}/namespaces/{self.ns}/jobs/{job}")
+                except ApiError as e:
+                    if e.status != 404:
+                        raise
+                metrics.JOBS_DELETED.inc()
+                self.ctl.forget_active(self.key, job)
+                await self.ctl.events.emit(
+                    self.obj, "Normal", "JobReplaced", f"Deleted active Job {job} (concurrencyPolicy Replace)"
+                )
+        await self._create_job(jt, occurrence)
+        return True
+
+    def _job_name(self, occurrence: Occurrence) -> str:
+        return job_name(self.name, self.uid, occurrence.key)
+
     async def _create_job(self, jt: JobTrigger, occurrence: Occurrence) -> None:
         job = build_job(
             trigger_name=self.name,
@@ -603,6 +662,7 @@ class Sync:
                 await self.ctl.events.emit(self.obj, "Warning", "JobCreateFailed", f"Job {name}: {e.message}")
                 raise
             created = False  # this occurrence already has its Job (a retry after a crash or lost status write)
+        self.ctl.note_created(self.key, name)
         arrival = self.ctl._event_arrival.pop(self.key, None)
         if created:
             metrics.JOBS_CREATED.labels(occurrence.trigger, "created").inc()

@@ -1,0 +1,113 @@
+"""concurrencyPolicy with overlapping runs; Jobs finish through the real Job controller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobtrigger.api.models import GROUP, PLURAL, VERSION
+from jobtrigger.kube.client import ApiError, KubeClient
+from tests.integration.conftest import (
+    Runner,
+    create_cm,
+    create_jt,
+    finish_job_pods,
+    get_jt,
+    jobs_of,
+    patch_cm,
+    stays,
+    wait_for,
+    wait_jobs,
+    wait_ready,
+)
+
+
+async def request_run(kube: KubeClient, ns: str, name: str, token: str) -> None:
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}/{name}"
+    await kube.merge_patch(path, {"metadata": {"annotations": {"jobtrigger.dev/run-requested": token}}})
+
+
+async def served(kube: KubeClient, ns: str, name: str, token: str) -> None:
+    async def probe() -> bool:
+        return (await get_jt(kube, ns, name))["status"].get("lastRunRequest") == token
+
+    await wait_for(probe, f"token {token} served")
+
+
+async def complete(kube: KubeClient, ns: str, job: str) -> None:
+    await finish_job_pods(kube, ns, job)
+
+    async def done() -> bool:
+        got = await kube.get(f"/apis/batch/v1/namespaces/{ns}/jobs/{job}")
+        return bool((got.get("status") or {}).get("succeeded"))
+
+    await wait_for(done, f"Job {job} complete", timeout=30)
+
+
+async def count_stays(kube: KubeClient, ns: str, owner: str, n: int, seconds: float = 1.5) -> bool:
+    async def probe() -> bool:
+        return len(await jobs_of(kube, ns, owner)) == n
+
+    return await stays(probe, seconds)
+
+
+async def test_forbid_skips_while_active(kube: KubeClient, namespace: str, runner: Runner) -> None:
+    await create_jt(kube, namespace, "t", {"manual": {}}, concurrencyPolicy="Forbid")
+    await wait_ready(kube, namespace, "t")
+    await request_run(kube, namespace, "t", "a")
+    first = (await wait_jobs(kube, namespace, "t", 1))[0]["metadata"]["name"]
+    await request_run(kube, namespace, "t", "b")
+    await served(kube, namespace, "t", "b")
+    assert await count_stays(kube, namespace, "t", 1)
+    jt = await get_jt(kube, namespace, "t")
+    assert first in jt["status"]["lastSkipped"]["reason"]
+    events = await kube.get(f"/api/v1/namespaces/{namespace}/events", fieldSelector="involvedObject.name=t")
+    assert any(e["reason"] == "RunSkipped" for e in events["items"])
+    await complete(kube, namespace, first)
+    await request_run(kube, namespace, "t", "c")
+    await wait_jobs(kube, namespace, "t", 2)
+
+
+async def test_replace_deletes_the_active_job(kube: KubeClient, namespace: str, runner: Runner) -> None:
+    await create_jt(kube, namespace, "t", {"manual": {}}, concurrencyPolicy="Replace")
+    await wait_ready(kube, namespace, "t")
+    await request_run(kube, namespace, "t", "a")
+    first = (await wait_jobs(kube, namespace, "t", 1))[0]["metadata"]["name"]
+    await request_run(kube, namespace, "t", "b")
+
+    async def replaced() -> list[dict[str, Any]] | None:
+        jobs = await jobs_of(kube, namespace, "t")
+        live = [j for j in jobs if not j["metadata"].get("deletionTimestamp")]
+        names = [j["metadata"]["name"] for j in live]
+        return live if len(names) == 1 and names[0] != first else None
+
+    await wait_for(replaced, "the first Job replaced by a second one")
+    try:
+        got = await kube.get(f"/apis/batch/v1/namespaces/{namespace}/jobs/{first}")
+        assert got["metadata"].get("deletionTimestamp")
+    except ApiError as e:
+        assert e.status == 404
+
+
+async def test_queue_runs_exactly_one_more_after_the_active_job(
+    kube: KubeClient, namespace: str, runner: Runner
+) -> None:
+    await create_cm(kube, namespace, "cfg", {"v": "0"})
+    watch = [{"apiVersion": "v1", "kind": "ConfigMap", "name": "cfg"}]
+    await create_jt(kube, namespace, "t", {"resources": {"cooldown": "0s", "watch": watch}}, concurrencyPolicy="Queue")
+    await wait_ready(kube, namespace, "t")
+    await patch_cm(kube, namespace, "cfg", {"data": {"v": "1"}})
+    first = (await wait_jobs(kube, namespace, "t", 1))[0]["metadata"]["name"]
+    for v in ("2", "3", "4"):  # three changes while the first Job runs
+        await patch_cm(kube, namespace, "cfg", {"data": {"v": v}})
+
+    async def queued() -> bool:
+        return "queued behind" in ((await get_jt(kube, namespace, "t"))["status"].get("pending") or "")
+
+    await wait_for(queued, "status.pending = queued")
+    assert await count_stays(kube, namespace, "t", 1)
+    await complete(kube, namespace, first)
+    jobs = await wait_jobs(kube, namespace, "t", 2, timeout=30)
+    assert await count_stays(kube, namespace, "t", 2, 2.0), "the queued changes must coalesce into one run"
+    assert jobs[1]["metadata"]["annotations"]["jobtrigger.dev/reason"].endswith("updated (*)")
+    jt = await get_jt(kube, namespace, "t")
+    assert "pending" not in jt["status"]

@@ -21,6 +21,7 @@ def _controller(args: argparse.Namespace) -> int:
         namespace=args.namespace or None,
         workers=args.workers,
         allow_cross_namespace=args.allow_cross_namespace,
+        max_active_jobs=args.max_active_jobs,
     )
     asyncio.run(
         run_controller(
@@ -102,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         default=os.environ.get("JOBTRIGGER_ALLOW_CROSS_NAMESPACE") == "true",
         help="let JobTriggers watch namespaced objects outside their own namespace",
+    )
+    c.add_argument(
+        "--max-active-jobs",
+        type=int,
+        default=int(os.environ.get("JOBTRIGGER_MAX_ACTIVE_JOBS", "0")),
+        help="controller-wide cap on active Jobs; runs over it wait (0: no cap)",
     )
     c.add_argument("--shutdown-timeout", type=float, default=10.0)
     c.add_argument("--log-level", default=os.environ.get("JOBTRIGGER_LOG_LEVEL", "info"))

@@ -25,3 +25,4 @@ INVALID = Counter("jobtrigger_invalid_total", "JobTriggers found invalid, by rea
 QUEUE_DEPTH = Gauge("jobtrigger_queue_depth", "JobTrigger keys waiting in the work queue")
 WATCH_RESTARTS = Counter("jobtrigger_watch_restarts_total", "Watch streams restarted, by cause", ["cause"])
 API_REQUESTS = Counter("jobtrigger_api_requests_total", "Requests to the Kubernetes API", ["verb", "resource", "code"])
+ACTIVE_JOBS = Gauge("jobtrigger_active_jobs", "Active Jobs created by jobtrigger (all JobTriggers)")

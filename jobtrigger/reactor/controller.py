@@ -58,6 +58,7 @@ class Settings:
     namespace: str | None = None  # None: all namespaces
     workers: int = 4
     allow_cross_namespace: bool = False
+    max_active_jobs: int = 0  # controller-wide cap on active Jobs (0: none); over it runs wait, never dropped
     watch_timeout: int = 300  # the server ends each watch after this; we resume from the last resourceVersion
     inactivity_timeout: float | None = None  # a silent watch is re-opened after this (default watch_timeout + 60)
     identity: str = field(default_factory=socket.gethostname)
@@ -164,6 +165,8 @@ class Controller:
         self._written: dict[TriggerKey, JSON] = {}
         # Jobs we created that the Job watch has not shown yet (for concurrencyPolicy)
         self._created: dict[TriggerKey, set[str]] = {}
+        # JobTriggers waiting for the controller-wide cap; woken when any Job finishes
+        self.capped: set[TriggerKey] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
 
@@ -220,7 +223,13 @@ class Controller:
             self.queue.add((key[0], old.owner))
         if new is not None:
             self._jobs_by_owner[(key[0], new.owner)].add(key[1])
+            self._created.get((key[0], new.owner), set()).discard(key[1])  # the watch has it now
             self.queue.add((key[0], new.owner))
+        if self.capped and (new is None or new.state != "Active"):
+            waiting, self.capped = self.capped, set()
+            for k in waiting:
+                self.queue.add(k)
+        metrics.ACTIVE_JOBS.set(sum(1 for s in self.jobs.objects.values() if s.state == "Active"))
 
     # ------------------------------------------------------------------ workers
 
@@ -276,11 +285,12 @@ class Controller:
     def active_jobs(self, key: TriggerKey) -> list[str]:
         """Active Jobs of a JobTrigger: from the Job watch, plus Jobs created by us that it has not shown yet."""
         jobs = self.jobs_of(key)
-        pending = self._created.get(key, set())
-        for name in list(pending):
-            if name in jobs:
-                pending.discard(name)  # the watch has it now: its state comes from there
-        return sorted({n for n, s in jobs.items() if s.state == "Active"} | pending)
+        return sorted({n for n, s in jobs.items() if s.state == "Active"} | self._created.get(key, set()))
+
+    def total_active(self) -> int:
+        """Active Jobs of all JobTriggers (for the controller-wide cap)."""
+        n = sum(1 for s in self.jobs.objects.values() if s.state == "Active")
+        return n + sum(len(v) for v in self._created.values())
 
     def note_created(self, key: TriggerKey, name: str) -> None:
         if name not in self.jobs_of(key):
@@ -625,6 +635,15 @@ class Sync:
             metrics.SKIPPED.labels("queued").inc()
             self._pending(f"queued behind active Job {active[0]} (concurrencyPolicy Queue)")
             return False
+        cap = self.ctl.settings.max_active_jobs
+        if cap and policy != "Replace":
+            if self.ctl.total_active() >= cap:
+                metrics.SKIPPED.labels("cap").inc()
+                self._pending(f"waiting: {cap} Jobs active controller-wide (--max-active-jobs)")
+                self.ctl.capped.add(self.key)
+                return False
+            # reserve the slot before any await, so parallel workers cannot all pass the check
+            self.ctl.note_created(self.key, name)
         if active and policy == "Replace":
             for job in active:
                 try:
@@ -658,6 +677,7 @@ class Sync:
             await self.ctl.kube.create(f"{JOBS_PATH}/namespaces/{self.ns}/jobs", job)
         except ApiError as e:
             if e.status != 409:
+                self.ctl.forget_active(self.key, name)
                 metrics.JOBS_CREATED.labels(occurrence.trigger, "error").inc()
                 await self.ctl.events.emit(self.obj, "Warning", "JobCreateFailed", f"Job {name}: {e.message}")
                 raise

@@ -111,3 +111,43 @@ async def test_queue_runs_exactly_one_more_after_the_active_job(
     assert jobs[1]["metadata"]["annotations"]["jobtrigger.dev/reason"].endswith("updated (*)")
     jt = await get_jt(kube, namespace, "t")
     assert "pending" not in jt["status"]
+
+
+async def test_controller_wide_cap_defers_and_loses_nothing(kube: KubeClient, kubeconfig: str, namespace: str) -> None:
+    runner = Runner(kubeconfig, namespace, max_active_jobs=2)
+    await runner.start()
+    try:
+        names = [f"t{i}" for i in range(4)]
+        for n in names:
+            await create_jt(kube, namespace, n, {"manual": {}})
+        for n in names:
+            await wait_ready(kube, namespace, n)
+            await request_run(kube, namespace, n, "go")
+
+        async def all_jobs() -> list[dict[str, Any]]:
+            got = await kube.get(f"/apis/batch/v1/namespaces/{namespace}/jobs")
+            return list(got.get("items") or [])
+
+        async def two() -> list[dict[str, Any]] | None:
+            jobs = await all_jobs()
+            return jobs if len(jobs) == 2 else None
+
+        first = await wait_for(two, "2 Jobs (the cap)")
+
+        async def still_two() -> bool:
+            return len(await all_jobs()) == 2
+
+        assert await stays(still_two, 1.5)
+        waiting = [n for n in names if "waiting" in ((await get_jt(kube, namespace, n))["status"].get("pending") or "")]
+        assert len(waiting) == 2
+        for job in first:
+            await complete(kube, namespace, job["metadata"]["name"])
+
+        async def four() -> list[dict[str, Any]] | None:
+            jobs = await all_jobs()
+            return jobs if len(jobs) == 4 else None
+
+        jobs = await wait_for(four, "the 2 deferred runs after the first Jobs finished", timeout=30)
+        assert {j["metadata"]["labels"]["jobtrigger.dev/owner"] for j in jobs} == set(names)
+    finally:
+        await runner.stop()

@@ -300,8 +300,11 @@ class JobTriggerStatus(Model):
     )
     resource_hashes: list[ResourceHash] | None = None
     pending: str | None = Field(default=None, description="A change seen but not yet run, and why it waits.")
-    last_schedule_time: str | None = None
-    next_schedule_time: str | None = None
+    last_schedule_time: str | None = Field(default=None, description="The last slot run (or skipped as too late).")
+    next_schedule_time: str | None = Field(default=None, description="When the schedule runs next.")
+    missed_schedules: int | None = Field(
+        default=None, description="Slots that never ran: older ones after downtime, or past the starting deadline."
+    )
     last_run_request: str | None = Field(default=None, description="Last manual request token served.")
     last_skipped: SkippedRun | None = Field(
         default=None, description="The last run skipped by concurrencyPolicy Forbid, and why."

@@ -7,20 +7,18 @@ the condition message and the Warning Event point the user at the line to fix.
 from __future__ import annotations
 
 import re
-import zoneinfo
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from croniter import croniter
 from pydantic import ValidationError
 
 from jobtrigger.api.models import JobTrigger, JobTriggerSpec, LabelSelector
+from jobtrigger.triggers import schedule
 from jobtrigger.triggers.fields import InvalidPath, compile_path
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-CRON_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
 
 @dataclass(frozen=True)
@@ -106,16 +104,12 @@ def validate_spec(spec: JobTriggerSpec) -> list[SpecError]:
     if t.pods:
         errors += _selector_errors(t.pods.selector, "spec.triggers.pods.selector")
     if t.schedule:
-        cron = t.schedule.cron.strip()
-        if cron != "@once" and cron not in CRON_ALIASES and not croniter.is_valid(cron):
-            errors.append(SpecError("spec.triggers.schedule.cron", f"invalid cron expression {cron!r}"))
-        if t.schedule.time_zone:
+        # expression and zone checked separately, so both errors are reported at once
+        for field, cron, zone in (("cron", t.schedule.cron, None), ("timeZone", "@daily", t.schedule.time_zone)):
             try:
-                zoneinfo.ZoneInfo(t.schedule.time_zone)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory, a too-long name
-                errors.append(
-                    SpecError("spec.triggers.schedule.timeZone", f"unknown time zone {t.schedule.time_zone!r}")
-                )
+                schedule.parse(cron, zone)
+            except schedule.InvalidSchedule as e:
+                errors.append(SpecError(f"spec.triggers.schedule.{field}", str(e).split(": ", 1)[1]))
     template_spec = spec.job_template.spec
     pod_spec = (template_spec.get("template") or {}).get("spec") or {}
     if not pod_spec.get("containers"):

@@ -21,6 +21,7 @@ import logging
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -42,7 +43,7 @@ from jobtrigger.kube.events import EventRecorder
 from jobtrigger.kube.watching import ObjectKey, Watcher
 from jobtrigger.reactor.queue import QueueShutDown, WorkQueue
 from jobtrigger.reactor.watches import Interest, ResourceWatches, ScopeKey, TriggerKey
-from jobtrigger.triggers import resources
+from jobtrigger.triggers import resources, schedule
 from jobtrigger.triggers.fields import normalize_paths
 from jobtrigger.triggers.resources import ObjectRef
 
@@ -62,6 +63,7 @@ class Settings:
     watch_timeout: int = 300  # the server ends each watch after this; we resume from the last resourceVersion
     inactivity_timeout: float | None = None  # a silent watch is re-opened after this (default watch_timeout + 60)
     identity: str = field(default_factory=socket.gethostname)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # injected in tests
 
 
 @dataclass(frozen=True)
@@ -320,7 +322,7 @@ class Sync:
         self.generation: int = int(self.meta.get("generation") or 0)
         self.old_status: JSON = dict(obj.get("status") or {})
         self.status: JSON = dict(self.old_status)
-        self.now = _now()
+        self.now = ctl.settings.clock()
         self.mounts: tuple[Mounted, ...] = ()
 
     # ---------------------------------------------------------------- main flow
@@ -368,6 +370,10 @@ class Sync:
         await self._errand(jt)
         if jt.spec.triggers.resources is not None:
             await self._resources(jt, interests)
+        if jt.spec.triggers.schedule is not None:
+            await self._schedule(jt)
+        else:
+            self.status["nextScheduleTime"] = None
         await self._jobs(jt)
         self._condition("True", "Suspended" if jt.spec.suspend else "Watching", self._ready_message(jt, interests))
         self.status["observedGeneration"] = self.generation
@@ -379,9 +385,8 @@ class Sync:
         """Fields that are part of the API but not implemented by this controller version: say so, don't ignore."""
         out = []
         t = jt.spec.triggers
-        for name, value in (("pods", t.pods), ("schedule", t.schedule)):
-            if value is not None:
-                out.append(SpecError(f"spec.triggers.{name}", "not supported by this controller version yet"))
+        if t.pods is not None:
+            out.append(SpecError("spec.triggers.pods", "not supported by this controller version yet"))
         if jt.spec.output is not None:
             out.append(SpecError("spec.output", "not supported by this controller version yet"))
         if jt.spec.rerun_on_config_change:
@@ -543,6 +548,49 @@ class Sync:
             self.status["resourceRuns"] = runs
             self.status["lastResourceTriggerTime"] = _ts(self.now)
             self._set_baseline(decision.baseline, items, spec_hash)
+
+    async def _schedule(self, jt: JobTrigger) -> None:
+        """Cron / ``@once``: run the due slot (Job name from the slot time), then sleep in the queue until the
+        next one (a delayed re-add: an idle schedule costs no task and no API call)."""
+        st = jt.spec.triggers.schedule
+        assert st is not None
+        sched = schedule.parse(st.cron, st.time_zone)  # validated before: cannot raise here
+        created = _parse_ts(self.meta.get("creationTimestamp")) or self.now
+        last = _parse_ts(self.status.get("lastScheduleTime"))
+        d = schedule.decide(
+            sched,
+            created=created,
+            last_schedule=last,
+            now=self.now,
+            starting_deadline=st.starting_deadline_seconds,
+            suspended=jt.spec.suspend,
+            once_done=False,
+        )
+        if d.action == "run" and d.slot is not None:
+            slot = _ts(d.slot)
+            occurrence = Occurrence(
+                trigger="schedule",
+                key=schedule.occurrence_key(d.slot),
+                reason=f"scheduled run for {slot} ({st.cron}{', ' + st.time_zone if st.time_zone else ''})",
+                env=(("JOBTRIGGER_SCHEDULED_TIME", slot),),
+            )
+            if not await self._run(jt, occurrence):
+                return  # Queue / cap: the slot stays due; the latest due slot runs when there is room
+            self.status["lastScheduleTime"] = slot
+        elif d.action == "skip" and d.slot is not None:
+            self.status["lastScheduleTime"] = _ts(d.slot)
+            metrics.SKIPPED.labels("deadline").inc()
+            await self.ctl.events.emit(self.obj, "Warning", "MissedSchedule", d.reason)
+        if d.missed:
+            self.status["missedSchedules"] = int(self.status.get("missedSchedules") or 0) + d.missed
+            if d.action == "run":
+                await self.ctl.events.emit(self.obj, "Warning", "MissedSchedule", d.reason)
+        if d.action == "wait" and d.reason == "suspended":
+            self._pending("schedule: suspended")
+        self.status["nextScheduleTime"] = _ts(d.next_at) if d.next_at else None
+        if d.next_at is not None:
+            # wake up at the slot (a little after, so the clock has passed it when we look)
+            self.ctl.queue.add_after(self.key, max(0.0, (d.next_at - self.now).total_seconds()) + 0.01)
 
     async def _manual(self, jt: JobTrigger) -> None:
         """Run once per new ``jobtrigger.dev/run-requested`` token (works on every JobTrigger)."""

@@ -286,10 +286,23 @@ def _printer_columns() -> list[dict[str, Any]]:
             "description": "State of the newest Job.",
         },
         {
+            "name": "Active",
+            "type": "string",
+            "jsonPath": ".status.active[*].name",
+            "description": "Jobs still running.",
+            "priority": 1,
+        },
+        {
             "name": "Last Triggered",
             "type": "date",
             "jsonPath": ".status.lastTriggeredTime",
             "description": "When a Job was last started.",
+        },
+        {
+            "name": "Next Run",
+            "type": "date",
+            "jsonPath": ".status.nextScheduleTime",
+            "description": "When the schedule runs next.",
         },
         {
             "name": "Pending",

@@ -79,6 +79,8 @@ def build_job(
     annotations[ANNOTATION_OCCURRENCE] = occurrence.key
     if created:
         annotations[ANNOTATION_CREATED] = created
+    for key, value in occurrence.env:  # JOBTRIGGER_SCHEDULED_TIME -> jobtrigger.dev/scheduled-time, ...
+        annotations["jobtrigger.dev/" + key.removeprefix(ENV_PREFIX).lower().replace("_", "-")] = value
     if occurrence.objects:
         annotations[ANNOTATION_OBJECTS] = objects_json(occurrence.objects)
 

@@ -214,7 +214,19 @@ def test_crd_metadata_and_names() -> None:
 def test_printer_columns() -> None:
     [version] = crd()["spec"]["versions"]
     columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
-    assert list(columns) == ["Triggers", "Ready", "Last Job", "Last Status", "Last Triggered", "Pending", "Age"]
+    assert list(columns) == [
+        "Triggers",
+        "Ready",
+        "Last Job",
+        "Last Status",
+        "Active",
+        "Last Triggered",
+        "Next Run",
+        "Pending",
+        "Age",
+    ]
+    assert columns["Active"]["jsonPath"] == ".status.active[*].name" and columns["Active"]["priority"] == 1
+    assert columns["Next Run"]["jsonPath"] == ".status.nextScheduleTime" and columns["Next Run"]["type"] == "date"
     assert columns["Triggers"]["jsonPath"] == ".status.triggers"
     assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
     assert columns["Last Job"]["jsonPath"] == ".status.lastJobName"

@@ -306,6 +306,14 @@ class JobTriggerStatus(Model):
         default=None, description="Slots that never ran: older ones after downtime, or past the starting deadline."
     )
     last_run_request: str | None = Field(default=None, description="Last manual request token served.")
+    pod_watermark: str | None = Field(
+        default=None, description="Pod trigger: every transition seen before this time has run."
+    )
+    pod_uids: list[str] | None = Field(
+        default=None,
+        alias="podUIDs",
+        description="Pod trigger with Deleted: pods known at the watermark (deletions while down).",
+    )
     last_skipped: SkippedRun | None = Field(
         default=None, description="The last run skipped by concurrencyPolicy Forbid, and why."
     )

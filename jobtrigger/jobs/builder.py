@@ -20,6 +20,7 @@ from jobtrigger.api.models import API_VERSION, KIND, JobTriggerSpec
 
 LABEL_OWNER = "jobtrigger.dev/owner"
 LABEL_TRIGGER = "jobtrigger.dev/trigger"
+LABEL_AFFECTED_POD = "jobtrigger.dev/affected-pod"  # pod triggers (ExtendedJob's affected-pod)
 ANNOTATION_REASON = "jobtrigger.dev/reason"
 ANNOTATION_OCCURRENCE = "jobtrigger.dev/occurrence"
 ANNOTATION_OBJECTS = "jobtrigger.dev/objects"
@@ -50,6 +51,7 @@ class Occurrence:
     reason: str  # one line for humans (Events, status, annotation)
     objects: tuple[dict[str, Any], ...] = ()  # [{apiVersion, kind, namespace, name, change, paths}]
     env: tuple[tuple[str, str], ...] = ()  # extra JOBTRIGGER_* variables
+    labels: tuple[tuple[str, str], ...] = ()  # extra Job labels
     mounts: tuple[Mounted, ...] = field(default=())
 
 
@@ -74,6 +76,7 @@ def build_job(
     labels = dict(tmeta.labels or {}) if tmeta else {}
     labels[LABEL_OWNER] = trigger_name
     labels[LABEL_TRIGGER] = occurrence.trigger
+    labels.update(occurrence.labels)
     annotations = dict(tmeta.annotations or {}) if tmeta else {}
     annotations[ANNOTATION_REASON] = occurrence.reason
     annotations[ANNOTATION_OCCURRENCE] = occurrence.key

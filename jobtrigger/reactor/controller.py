@@ -31,6 +31,7 @@ from jobtrigger.api.validation import SpecError, parse_duration, parse_jobtrigge
 from jobtrigger.jobs.builder import (
     ANNOTATION_CREATED,
     ANNOTATION_RUN_REQUESTED,
+    LABEL_AFFECTED_POD,
     LABEL_OWNER,
     Mounted,
     Occurrence,
@@ -41,17 +42,20 @@ from jobtrigger.kube.client import JSON, ApiError, KubeClient
 from jobtrigger.kube.discovery import Discovery, UnknownKind
 from jobtrigger.kube.events import EventRecorder
 from jobtrigger.kube.watching import ObjectKey, Watcher
+from jobtrigger.reactor.podwatches import PodScope, PodWatches
 from jobtrigger.reactor.queue import QueueShutDown, WorkQueue
 from jobtrigger.reactor.watches import Interest, ResourceWatches, ScopeKey, TriggerKey
-from jobtrigger.triggers import resources, schedule
+from jobtrigger.triggers import pods, resources, schedule
 from jobtrigger.triggers.fields import normalize_paths
 from jobtrigger.triggers.resources import ObjectRef
+from jobtrigger.triggers.selectors import to_query
 
 log = logging.getLogger(__name__)
 
 JOBS_PATH = "/apis/batch/v1"
 DEFAULT_HISTORY = 5
 UNKNOWN_KIND_RETRY = 30.0  # seconds
+MAX_POD_UIDS = 5000  # pod uids kept in status to see deletions that happened while the controller was down
 
 
 @dataclass
@@ -135,6 +139,13 @@ class Controller:
             inactivity_timeout=self.settings.inactivity_timeout,
             on_restart=lambda name, why: metrics.WATCH_RESTARTS.labels(why).inc(),
         )
+        self.pod_watches = PodWatches(
+            kube,
+            self._enqueue,
+            watch_timeout=self.settings.watch_timeout,
+            inactivity_timeout=self.settings.inactivity_timeout,
+            on_restart=lambda why: metrics.WATCH_RESTARTS.labels(why).inc(),
+        )
         ns = self.settings.namespace
         jt_path = f"/apis/{GROUP}/{VERSION}" + (f"/namespaces/{ns}" if ns else "") + f"/{PLURAL}"
         self.triggers: Watcher[JSON] = Watcher(
@@ -200,6 +211,7 @@ class Controller:
                 await t
         self._tasks = []
         await self.resource_watches.close()
+        await self.pod_watches.close()
 
     # ------------------------------------------------------------------ watch callbacks
 
@@ -266,6 +278,7 @@ class Controller:
         obj = self.triggers.objects.get(key)
         if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
             self.resource_watches.remove(key)
+            self.pod_watches.remove(key)
             self._event_arrival.pop(key, None)
             self._validated.pop(key, None)
             self._written.pop(key, None)
@@ -352,8 +365,14 @@ class Sync:
             await self._invalid("InvalidJobTemplate", errors)
             return
         self.ctl.resource_watches.set_interests(self.key, [i for lst in interests for i in lst])
-        if not self.ctl.resource_watches.synced(self.key):
-            failures = self.ctl.resource_watches.errors(self.key)
+        pt = jt.spec.triggers.pods
+        self.ctl.pod_watches.set_interest(
+            self.key,
+            PodScope(pt.namespace or self.ns, to_query(pt.selector)) if pt else None,
+            pt.when if pt else (),
+        )
+        if not (self.ctl.resource_watches.synced(self.key) and self.ctl.pod_watches.synced(self.key)):
+            failures = self.ctl.resource_watches.errors(self.key) + self.ctl.pod_watches.errors(self.key)
             if failures:
                 # the watch retries with backoff and enqueues this JobTrigger once it lists successfully
                 self._condition("False", "WatchFailed", "; ".join(failures))
@@ -370,6 +389,8 @@ class Sync:
         await self._errand(jt)
         if jt.spec.triggers.resources is not None:
             await self._resources(jt, interests)
+        if jt.spec.triggers.pods is not None:
+            await self._pods(jt)
         if jt.spec.triggers.schedule is not None:
             await self._schedule(jt)
         else:
@@ -384,9 +405,6 @@ class Sync:
     def _unsupported(self, jt: JobTrigger) -> list[SpecError]:
         """Fields that are part of the API but not implemented by this controller version: say so, don't ignore."""
         out = []
-        t = jt.spec.triggers
-        if t.pods is not None:
-            out.append(SpecError("spec.triggers.pods", "not supported by this controller version yet"))
         if jt.spec.output is not None:
             out.append(SpecError("spec.output", "not supported by this controller version yet"))
         if jt.spec.rerun_on_config_change:
@@ -460,6 +478,7 @@ class Sync:
 
     async def _invalid(self, reason: str, errors: list[SpecError]) -> None:
         self.ctl.resource_watches.remove(self.key)
+        self.ctl.pod_watches.remove(self.key)
         message = "; ".join(str(e) for e in errors[:5]) + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else "")
         changed = self._condition("False", reason, message)
         self.status["observedGeneration"] = self.generation
@@ -548,6 +567,48 @@ class Sync:
             self.status["resourceRuns"] = runs
             self.status["lastResourceTriggerTime"] = _ts(self.now)
             self._set_baseline(decision.baseline, items, spec_hash)
+
+    async def _pods(self, jt: JobTrigger) -> None:
+        """One Job per pod and transition. The watermark (``status.podWatermark``) advances only when everything
+        that arrived before this sync has run, so a restart recovers what a crash dropped from the inbox."""
+        pt = jt.spec.triggers.pods
+        assert pt is not None
+        pw = self.ctl.pod_watches
+        when = frozenset(pt.when)
+        watermark = _ts(self.now)
+        if self.key not in pw.initialized:
+            since = self.status.get("podWatermark")
+            first: list[pods.Transition] = []
+            current = pw.current(self.key)
+            for key, summary in current.items():
+                first += pods.existing(summary, key=key, when=when, since=since, include_existing=pt.include_existing)
+            if "Deleted" in when and since is not None:
+                for uid in sorted(pods.vanished(self.status.get("podUIDs") or [], current)):
+                    first += pods.deleted(uid, when=when, key=(pt.namespace or self.ns, ""))
+            pw.put_back(self.key, first)
+            pw.initialized.add(self.key)
+        todo = pw.take(self.key)
+        for i, t in enumerate(todo):
+            occurrence = Occurrence(
+                trigger="pods",
+                key=t.occurrence,
+                reason=t.reason,
+                env=tuple(pods.pod_env(t)),
+                labels=((LABEL_AFFECTED_POD, t.name[:63].rstrip("-.") if t.name else t.uid),),
+            )
+            try:
+                ran = await self._run(jt, occurrence)
+            except BaseException:
+                pw.put_back(self.key, todo[i:])
+                raise
+            if not ran:
+                pw.put_back(self.key, todo[i:])  # Queue / cap: the rest waits for the active Job
+                return
+        self.status["podWatermark"] = watermark
+        if "Deleted" in when:
+            self.status["podUIDs"] = sorted(s.uid for s in pw.current(self.key).values())[:MAX_POD_UIDS]
+        else:
+            self.status["podUIDs"] = None
 
     async def _schedule(self, jt: JobTrigger) -> None:
         """Cron / ``@once``: run the due slot (Job name from the slot time), then sleep in the queue until the
@@ -784,6 +845,14 @@ class Sync:
             parts.append(
                 f"watching {n} object(s) for {len(interests)} resource entr{'y' if len(interests) == 1 else 'ies'}"
             )
+        pt = jt.spec.triggers.pods
+        if pt is not None:
+            n = len(self.ctl.pod_watches.current(self.key))
+            parts.append(f"watching {n} pod(s) for {', '.join(pt.when)}")
+        st = jt.spec.triggers.schedule
+        if st is not None:
+            nxt = self.status.get("nextScheduleTime")
+            parts.append(f"schedule {st.cron}" + (f", next run {nxt}" if nxt else ""))
         if jt.spec.triggers.manual is not None or not parts:
             parts.append(f"manual runs via the {ANNOTATION_RUN_REQUESTED} annotation")
         return "; ".join(parts)

@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -316,7 +317,9 @@ def main() -> int:
     bad = [r for name, r in results if name == "jobtrigger" and (r.missing or r.duplicates)]
     if not args.quick:
         out = ROOT / "docs" / "benchmarks.md"
-        out.write_text("# Benchmarks\n\n" + text + "\n")
+        current = out.read_text() if out.exists() else "# Benchmarks\n"
+        current = re.sub(r"\n## Event→Job latency.*?(?=\n## |\Z)", "", current, flags=re.S)
+        out.write_text(current.rstrip() + "\n\n" + text + "\n")
     return 1 if bad else 0
 
 

@@ -299,6 +299,12 @@ class JobTriggerStatus(Model):
         default=None, description="Hash of spec.triggers.resources the baseline was taken for."
     )
     resource_hashes: list[ResourceHash] | None = None
+    config_spec_hash: str | None = Field(default=None, description="rerunOnConfigChange: the references hashed.")
+    config_hashes: list[ResourceHash] | None = Field(
+        default=None,
+        description="rerunOnConfigChange: data hashes of the referenced ConfigMaps/Secrets at the last run.",
+    )
+    config_runs: int | None = Field(default=None, description="Jobs started because referenced config changed.")
     pending: str | None = Field(default=None, description="A change seen but not yet run, and why it waits.")
     last_schedule_time: str | None = Field(default=None, description="The last slot run (or skipped as too late).")
     next_schedule_time: str | None = Field(default=None, description="When the schedule runs next.")

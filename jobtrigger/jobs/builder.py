@@ -167,3 +167,30 @@ def context_env(trigger_name: str, namespace: str, occurrence: Occurrence) -> li
         ]
     env += list(occurrence.env)
     return env
+
+
+def config_references(job_spec: dict[str, Any]) -> list[tuple[str, str]]:
+    """The ConfigMaps and Secrets a Job template uses: ``[(kind, name)]``, sorted, from env ``valueFrom``,
+    ``envFrom``, volumes and projected volume sources (``rerunOnConfigChange`` watches these)."""
+    pod = (job_spec.get("template") or {}).get("spec") or {}
+    refs: set[tuple[str, str]] = set()
+
+    def add(kind: str, name: Any) -> None:
+        if isinstance(name, str) and name:
+            refs.add((kind, name))
+
+    for c in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
+        for e in c.get("env") or []:
+            vf = e.get("valueFrom") or {}
+            add("ConfigMap", (vf.get("configMapKeyRef") or {}).get("name"))
+            add("Secret", (vf.get("secretKeyRef") or {}).get("name"))
+        for ef in c.get("envFrom") or []:
+            add("ConfigMap", (ef.get("configMapRef") or {}).get("name"))
+            add("Secret", (ef.get("secretRef") or {}).get("name"))
+    for v in pod.get("volumes") or []:
+        add("ConfigMap", (v.get("configMap") or {}).get("name"))
+        add("Secret", (v.get("secret") or {}).get("secretName"))
+        for src in (v.get("projected") or {}).get("sources") or []:
+            add("ConfigMap", (src.get("configMap") or {}).get("name"))
+            add("Secret", (src.get("secret") or {}).get("name"))
+    return sorted(refs)

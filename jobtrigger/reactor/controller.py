@@ -23,7 +23,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from jobtrigger import metrics
 from jobtrigger.api.models import API_VERSION, GROUP, PLURAL, VERSION, JobTrigger, ResourceHash
@@ -36,6 +37,7 @@ from jobtrigger.jobs.builder import (
     Mounted,
     Occurrence,
     build_job,
+    config_references,
     job_name,
 )
 from jobtrigger.kube.client import JSON, ApiError, KubeClient
@@ -46,7 +48,7 @@ from jobtrigger.reactor.podwatches import PodScope, PodWatches
 from jobtrigger.reactor.queue import QueueShutDown, WorkQueue
 from jobtrigger.reactor.watches import Interest, ResourceWatches, ScopeKey, TriggerKey
 from jobtrigger.triggers import pods, resources, schedule
-from jobtrigger.triggers.fields import normalize_paths
+from jobtrigger.triggers.fields import hash_value, normalize_paths
 from jobtrigger.triggers.resources import ObjectRef
 from jobtrigger.triggers.selectors import to_query
 
@@ -364,7 +366,8 @@ class Sync:
         if errors:
             await self._invalid("InvalidJobTemplate", errors)
             return
-        self.ctl.resource_watches.set_interests(self.key, [i for lst in interests for i in lst])
+        config_interests = await self._config_interests(jt)
+        self.ctl.resource_watches.set_interests(self.key, [i for lst in [*interests, *config_interests] for i in lst])
         pt = jt.spec.triggers.pods
         self.ctl.pod_watches.set_interest(
             self.key,
@@ -389,6 +392,8 @@ class Sync:
         await self._errand(jt)
         if jt.spec.triggers.resources is not None:
             await self._resources(jt, interests)
+        if config_interests:
+            await self._config_change(jt, config_interests)
         if jt.spec.triggers.pods is not None:
             await self._pods(jt)
         if jt.spec.triggers.schedule is not None:
@@ -407,8 +412,6 @@ class Sync:
         out = []
         if jt.spec.output is not None:
             out.append(SpecError("spec.output", "not supported by this controller version yet"))
-        if jt.spec.rerun_on_config_change:
-            out.append(SpecError("spec.rerunOnConfigChange", "not supported by this controller version yet"))
         return out
 
     async def _interests(self, jt: JobTrigger) -> tuple[list[list[Interest]], list[SpecError], str]:
@@ -450,6 +453,16 @@ class Sync:
             scope = ScopeKey(gvr, namespace)
             out.append([Interest(scope, w.name, w.selector, normalize_paths(w.fields))])
         return out, errors, reason
+
+    async def _config_interests(self, jt: JobTrigger) -> list[list[Interest]]:
+        """One interest per ConfigMap/Secret the Job template references (their data and binaryData)."""
+        if not jt.spec.rerun_on_config_change:
+            return []
+        out = []
+        for kind, name in config_references(jt.spec.job_template.spec):
+            gvr = await self.ctl.discovery.resolve("v1", kind)
+            out.append([Interest(ScopeKey(gvr, self.ns), name, None, normalize_paths(["data", "binaryData"]))])
+        return out
 
     async def _validate_job_template(self, jt: JobTrigger) -> list[SpecError]:
         """Server-side dry run of a Job built from the template, once per generation."""
@@ -496,8 +509,42 @@ class Sync:
     async def _resources(self, jt: JobTrigger, interests: list[list[Interest]]) -> None:
         rt = jt.spec.triggers.resources
         assert rt is not None
+        await self._watched(
+            jt,
+            RESOURCE_STATE,
+            interests,
+            spec_hash=_resource_spec_hash(jt),
+            condition=rt.condition,
+            cooldown=parse_duration(rt.cooldown),
+            reason_suffix="",
+        )
+
+    async def _config_change(self, jt: JobTrigger, interests: list[list[Interest]]) -> None:
+        """``rerunOnConfigChange``: the ConfigMaps/Secrets the Job template references are watched like a resource
+        trigger of their own (baseline ``status.configHashes``, runs ``status.configRuns``, condition Any)."""
+        await self._watched(
+            jt,
+            CONFIG_STATE,
+            interests,
+            spec_hash=hash_value([[i.scope.gvr.kind, i.name] for lst in interests for i in lst]),
+            condition="Any",
+            cooldown=timedelta(0),
+            reason_suffix=", referenced by the Job template",
+        )
+
+    async def _watched(
+        self,
+        jt: JobTrigger,
+        st: WatchedState,
+        interests: list[list[Interest]],
+        *,
+        spec_hash: str,
+        condition: Literal["Any", "All"],
+        cooldown: timedelta,
+        reason_suffix: str,
+    ) -> None:
+        """Watched objects vs. the persisted baseline -> at most one run (see jobtrigger.triggers.resources)."""
         rw = self.ctl.resource_watches
-        spec_hash = _resource_spec_hash(jt)
         items: list[resources.ItemState] = []
         for idx, lst in enumerate(interests):
             objects: dict[ObjectRef, dict[str, str]] = {}
@@ -511,9 +558,9 @@ class Sync:
 
         baseline: dict[ObjectRef, dict[str, str]] | None = None
         item_refs: list[list[ObjectRef]] = [[] for _ in items]
-        if self.status.get("resourceSpecHash") == spec_hash and self.status.get("resourceHashes") is not None:
+        if self.status.get(st.spec_hash) == spec_hash and self.status.get(st.hashes) is not None:
             baseline = {}
-            for entry in self.status.get("resourceHashes") or []:
+            for entry in self.status.get(st.hashes) or []:
                 rh = ResourceHash.model_validate(entry)
                 ref = ObjectRef(rh.api_version, rh.kind, rh.namespace, rh.name)
                 baseline[ref] = {f.path: f.hash for f in rh.fields}
@@ -525,14 +572,14 @@ class Sync:
             items=items,
             item_refs=item_refs,
             baseline=baseline,
-            condition=rt.condition,
-            cooldown=parse_duration(rt.cooldown),
-            last_triggered=_parse_ts(self.status.get("lastResourceTriggerTime")),
+            condition=condition,
+            cooldown=cooldown,
+            last_triggered=_parse_ts(self.status.get(st.last_time)) if st.last_time else None,
             now=self.now,
             suspended=jt.spec.suspend,
         )
         if decision.action == "baseline":
-            self._set_baseline(decision.baseline, items, spec_hash)
+            self._set_baseline(st, decision.baseline, items, spec_hash)
         elif decision.action == "wait":
             self._pending(decision.reason)
             if decision.reason.startswith("cooldown"):
@@ -541,7 +588,7 @@ class Sync:
                 delay = max(0.0, (decision.retry_at - self.now).total_seconds())
                 self.ctl.queue.add_after(self.key, delay + 0.05)
         elif decision.action == "fire":
-            runs = int(self.status.get("resourceRuns") or 0) + 1
+            runs = int(self.status.get(st.runs) or 0) + 1
             changed = tuple(
                 {
                     "apiVersion": c.ref.api_version,
@@ -555,18 +602,19 @@ class Sync:
             )
             first = decision.changes[0]
             more = f" and {len(decision.changes) - 1} more" if len(decision.changes) > 1 else ""
-            reason = f"{first.ref} {first.what} ({', '.join(first.paths)}){more}"
+            reason = f"{first.ref} {first.what} ({', '.join(first.paths)}){more}{reason_suffix}"
             occurrence = Occurrence(
-                trigger="resources",
-                key=f"resources/{runs}/{decision.digest}",
+                trigger=st.trigger,
+                key=f"{st.trigger}/{runs}/{decision.digest}",
                 reason=reason,
                 objects=changed,
             )
             if not await self._run(jt, occurrence):
                 return  # Queue: the change stays unconsumed until the active Job has finished
-            self.status["resourceRuns"] = runs
-            self.status["lastResourceTriggerTime"] = _ts(self.now)
-            self._set_baseline(decision.baseline, items, spec_hash)
+            self.status[st.runs] = runs
+            if st.last_time:
+                self.status[st.last_time] = _ts(self.now)
+            self._set_baseline(st, decision.baseline, items, spec_hash)
 
     async def _pods(self, jt: JobTrigger) -> None:
         """One Job per pod and transition. The watermark (``status.podWatermark``) advances only when everything
@@ -703,14 +751,18 @@ class Sync:
         self.status["pending"] = f"{current}; {reason}" if current else reason
 
     def _set_baseline(
-        self, baseline: dict[ObjectRef, dict[str, str]], items: list[resources.ItemState], spec_hash: str
+        self,
+        st: WatchedState,
+        baseline: dict[ObjectRef, dict[str, str]],
+        items: list[resources.ItemState],
+        spec_hash: str,
     ) -> None:
         owners: dict[ObjectRef, list[int]] = defaultdict(list)
         for item in items:
             for ref in item.objects:
                 owners[ref].append(item.index)
-        self.status["resourceSpecHash"] = spec_hash
-        self.status["resourceHashes"] = [
+        self.status[st.spec_hash] = spec_hash
+        self.status[st.hashes] = [
             {
                 "apiVersion": ref.api_version,
                 "kind": ref.kind,
@@ -890,6 +942,23 @@ class Sync:
         self.ctl.remember_written(self.key, written)
 
 
+@dataclass(frozen=True)
+class WatchedState:
+    """Where a watched-objects trigger keeps its baseline in status."""
+
+    trigger: str
+    spec_hash: str
+    hashes: str
+    runs: str
+    last_time: str | None
+
+
+RESOURCE_STATE = WatchedState(
+    "resources", "resourceSpecHash", "resourceHashes", "resourceRuns", "lastResourceTriggerTime"
+)
+CONFIG_STATE = WatchedState("config", "configSpecHash", "configHashes", "configRuns", None)
+
+
 def _mounts(jt: JobTrigger) -> tuple[Mounted, ...]:
     """Watched Secrets/ConfigMaps to mount into every Job of this JobTrigger (whatever triggered it)."""
     rt = jt.spec.triggers.resources
@@ -915,8 +984,6 @@ def _summary(jt: JobTrigger) -> str:
 
 
 def _resource_spec_hash(jt: JobTrigger) -> str:
-    from jobtrigger.triggers.fields import hash_value
-
     rt = jt.spec.triggers.resources
     if rt is None:
         return ""

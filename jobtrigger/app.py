@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import REGISTRY, generate_latest
@@ -18,6 +19,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from jobtrigger import metrics
 from jobtrigger.kube.client import KubeClient
+from jobtrigger.kube.leader import LeaderElector, LeaseConfig
 from jobtrigger.reactor.controller import Controller, Settings
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,7 @@ def _count_request(verb: str, resource: str, code: int) -> None:
     metrics.API_REQUESTS.labels(verb, resource, str(code)).inc()
 
 
-async def _http(controller: Controller, host: str, port: int) -> web.AppRunner:
+async def _http(controller: Controller, elector: LeaderElector | None, host: str, port: int) -> web.AppRunner:
     async def metrics_handler(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -35,6 +37,8 @@ async def _http(controller: Controller, host: str, port: int) -> web.AppRunner:
         return web.Response(text="ok")
 
     async def readyz(_: web.Request) -> web.Response:
+        if elector is not None and not elector.is_leader.is_set():
+            return web.Response(text="ok (standby: not the leader)")
         if controller.ready.is_set():
             return web.Response(text="ok")
         return web.Response(status=503, text="watches not synced")
@@ -57,8 +61,11 @@ async def run_controller(
     http_port: int = 8080,
     shutdown_timeout: float = 10.0,
     stop: asyncio.Event | None = None,
-) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop`` is set)."""
+    lease: LeaseConfig | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set). With ``lease``, only while holding the leader Lease.
+
+    Returns the exit code: 0 after a clean stop, 1 if leadership was lost (the process should restart)."""
     kube = await KubeClient.from_config(kubeconfig)
     kube.on_request = _count_request
     controller = Controller(kube, settings)
@@ -67,22 +74,46 @@ async def run_controller(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    runner = await _http(controller, http_host, http_port) if http_port >= 0 else None
-    task = loop.create_task(controller.run(), name="controller")
+    elector = LeaderElector(kube, lease) if lease is not None else None
+    runner = await _http(controller, elector, http_host, http_port) if http_port >= 0 else None
     stopper = loop.create_task(stop.wait())
+    task: asyncio.Task[None] | None = None
+    keeper: asyncio.Task[None] | None = None
+    rc = 0
     try:
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if elector is not None:
+            log.info(
+                "waiting for the leader lease", extra={"lease": elector.cfg.name, "identity": elector.cfg.identity}
+            )
+            acquiring = loop.create_task(elector.acquire())
+            await asyncio.wait({acquiring, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not acquiring.done():
+                acquiring.cancel()
+                return 0
+            metrics.LEADER.set(1)
+            keeper = loop.create_task(elector.keep())
+        task = loop.create_task(controller.run(), name="controller")
+        waiting: set[asyncio.Task[Any]] = {task, stopper} | ({keeper} if keeper else set())
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if task.done():
             task.result()  # surface a crash
+        if keeper is not None and keeper.done():
+            log.error("leadership lost: stopping so that only the new leader creates Jobs")
+            rc = 1
         log.info("shutting down")
-        drained = await controller.queue.drain_and_shutdown(shutdown_timeout)
+        drained = await controller.queue.drain_and_shutdown(shutdown_timeout if rc == 0 else 0)
         if not drained:
             log.warning("shutdown timeout: unfinished keys will be redone by the next controller")
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        return rc
     finally:
-        stopper.cancel()
+        for t in (task, keeper, stopper):
+            if t is not None and not t.done():
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+        if elector is not None:
+            await elector.release()
+            metrics.LEADER.set(0)
         if runner is not None:
             await runner.cleanup()
         await kube.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import sys
 import uuid
 
@@ -13,6 +14,7 @@ from jobtrigger import logs
 
 def _controller(args: argparse.Namespace) -> int:
     from jobtrigger.app import run_controller
+    from jobtrigger.kube.leader import LeaseConfig
     from jobtrigger.reactor.controller import Settings
 
     logs.setup(args.log_level, args.log_format)
@@ -23,16 +25,32 @@ def _controller(args: argparse.Namespace) -> int:
         allow_cross_namespace=args.allow_cross_namespace,
         max_active_jobs=args.max_active_jobs,
     )
-    asyncio.run(
+    lease = None
+    if args.leader_elect:
+        lease = LeaseConfig(
+            namespace=args.leader_election_namespace or _own_namespace() or "default",
+            name=args.leader_election_name,
+            identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+        )
+    return asyncio.run(
         run_controller(
             settings,
             kubeconfig=args.kubeconfig,
             http_host=host or "0.0.0.0",
             http_port=int(port),
             shutdown_timeout=args.shutdown_timeout,
+            lease=lease,
         )
     )
-    return 0
+
+
+def _own_namespace() -> str | None:
+    """The pod's namespace when running in a cluster."""
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+            return f.read().strip() or None
+    except OSError:
+        return os.environ.get("POD_NAMESPACE")
 
 
 def _crd(_: argparse.Namespace) -> int:
@@ -111,6 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         help="controller-wide cap on active Jobs; runs over it wait (0: no cap)",
     )
     c.add_argument("--shutdown-timeout", type=float, default=10.0)
+    c.add_argument(
+        "--leader-elect",
+        action="store_true",
+        default=os.environ.get("JOBTRIGGER_LEADER_ELECT") == "true",
+        help="run only while holding a coordination.k8s.io Lease (for several replicas)",
+    )
+    c.add_argument("--leader-election-namespace", default=os.environ.get("JOBTRIGGER_LEADER_ELECTION_NAMESPACE"))
+    c.add_argument("--leader-election-name", default="jobtrigger-leader")
     c.add_argument("--log-level", default=os.environ.get("JOBTRIGGER_LOG_LEVEL", "info"))
     c.add_argument("--log-format", choices=["json", "text"], default=os.environ.get("JOBTRIGGER_LOG_FORMAT", "json"))
     c.set_defaults(func=_controller)

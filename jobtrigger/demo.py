@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -118,8 +119,11 @@ async def demo(*, keep_running: bool = False) -> int:
         )
         if keep_running:
             _say(f"keeping it running; export KUBECONFIG={cp.kubeconfig_path}  (Ctrl-C to stop)")
+            stop = asyncio.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):  # stop the control plane on either
+                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
             with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
-                await asyncio.Event().wait()
+                await stop.wait()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -26,3 +26,4 @@ QUEUE_DEPTH = Gauge("jobtrigger_queue_depth", "JobTrigger keys waiting in the wo
 WATCH_RESTARTS = Counter("jobtrigger_watch_restarts_total", "Watch streams restarted, by cause", ["cause"])
 API_REQUESTS = Counter("jobtrigger_api_requests_total", "Requests to the Kubernetes API", ["verb", "resource", "code"])
 ACTIVE_JOBS = Gauge("jobtrigger_active_jobs", "Active Jobs created by jobtrigger (all JobTriggers)")
+LEADER = Gauge("jobtrigger_leader", "1 while this process holds the leader Lease")

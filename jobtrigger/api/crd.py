@@ -300,7 +300,7 @@ def _printer_columns() -> list[dict[str, Any]]:
         },
         {
             "name": "Next Run",
-            "type": "date",
+            "type": "string",  # a "date" column prints a future time as <invalid>
             "jsonPath": ".status.nextScheduleTime",
             "description": "When the schedule runs next.",
         },

@@ -312,6 +312,7 @@ class JobTriggerStatus(Model):
         default=None, description="Slots that never ran: older ones after downtime, or past the starting deadline."
     )
     last_run_request: str | None = Field(default=None, description="Last manual request token served.")
+    last_output_error: str | None = Field(default=None, description="Why the last Job's output was not written.")
     pod_watermark: str | None = Field(
         default=None, description="Pod trigger: every transition seen before this time has run."
     )

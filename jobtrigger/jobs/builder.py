@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobtrigger.api.models import API_VERSION, KIND, JobTriggerSpec
+from jobtrigger.jobs.output import prepare_pod_spec
 
 LABEL_OWNER = "jobtrigger.dev/owner"
 LABEL_TRIGGER = "jobtrigger.dev/trigger"
@@ -25,6 +26,7 @@ ANNOTATION_REASON = "jobtrigger.dev/reason"
 ANNOTATION_OCCURRENCE = "jobtrigger.dev/occurrence"
 ANNOTATION_OBJECTS = "jobtrigger.dev/objects"
 ANNOTATION_RUN_REQUESTED = "jobtrigger.dev/run-requested"
+ANNOTATION_OUTPUT = "jobtrigger.dev/output"  # on the Job: its output was handled (written|skipped|failed)
 ANNOTATION_CREATED = "jobtrigger.dev/created"  # ms precision; orders Jobs created within one second
 ENV_PREFIX = "JOBTRIGGER_"
 MAX_OBJECTS = 50  # changed objects listed in the annotation / env var
@@ -93,6 +95,8 @@ def build_job(
     template.setdefault("metadata", {}).setdefault("labels", {})[LABEL_OWNER] = trigger_name
     pod_spec = template.setdefault("spec", {})
     pod_spec.setdefault("restartPolicy", "Never")
+    if spec.output is not None:
+        prepare_pod_spec(pod_spec, spec.output)  # termination messages carry the output (no sidecar)
 
     env = context_env(trigger_name, namespace, occurrence)
     containers = [*(pod_spec.get("initContainers") or []), *(pod_spec.get("containers") or [])]

@@ -186,6 +186,25 @@ class KubeClient:
             raise ApiError(resp.status, resp.reason or "", data, verb=method, path=path)
         return data
 
+    async def get_text(self, path: str, *, timeout: float | None = None, **query: Any) -> str:
+        """A GET whose answer is text, not JSON (pod logs)."""
+        to = aiohttp.ClientTimeout(total=timeout or self.request_timeout)
+        resp = await self._send("GET", path, query=query or None, timeout=to)
+        try:
+            async with resp:
+                raw = await resp.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            self._count("GET", path, 0)
+            raise ApiError(0, f"{type(e).__name__}: {e}", verb="GET", path=path) from e
+        self._count("GET", path, resp.status)
+        if not 200 <= resp.status <= 299:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = {"message": raw[:500].decode("utf-8", "replace")}
+            raise ApiError(resp.status, resp.reason or "", body, verb="GET", path=path)
+        return raw.decode("utf-8", "replace")
+
     async def get(self, path: str, **query: Any) -> JSON:
         return await self.request("GET", path, query=query or None)
 

@@ -7,6 +7,7 @@ goes up, as client-go's recorder does, so a JobTrigger stuck on an error does no
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -24,12 +25,36 @@ def now_rfc3339() -> str:
 
 
 class EventRecorder:
-    def __init__(self, kube: KubeClient, *, host: str = ""):
+    """Records Events in the background: a sync never waits for (or fails because of) an Event."""
+
+    def __init__(self, kube: KubeClient, *, host: str = "", max_pending: int = 1000):
         self.kube = kube
         self.host = host
+        self.max_pending = max_pending
+        self.dropped = 0
         self._seen: dict[tuple[str, str, str, str], tuple[str, int]] = {}  # key -> (event name, count)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()  # one write at a time keeps counts right and the API load flat
 
     async def emit(self, obj: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        """Queue an Event for writing and return at once (dropped, and counted, if too many are pending)."""
+        if len(self._tasks) >= self.max_pending:
+            self.dropped += 1
+            return
+        task = asyncio.get_running_loop().create_task(self.write(obj, event_type, reason, message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def flush(self) -> None:
+        """Wait for pending Events (shutdown, tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def write(self, obj: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        async with self._lock:
+            await self._write(obj, event_type, reason, message)
+
+    async def _write(self, obj: dict[str, Any], event_type: str, reason: str, message: str) -> None:
         """Record an Event; never raises (an Event is not worth failing a sync for)."""
         meta = obj.get("metadata") or {}
         ns = meta.get("namespace") or "default"

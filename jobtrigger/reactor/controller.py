@@ -21,7 +21,7 @@ import logging
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -29,8 +29,10 @@ from typing import Literal
 from jobtrigger import metrics
 from jobtrigger.api.models import API_VERSION, GROUP, PLURAL, VERSION, JobTrigger, ResourceHash
 from jobtrigger.api.validation import SpecError, parse_duration, parse_jobtrigger
+from jobtrigger.jobs import output
 from jobtrigger.jobs.builder import (
     ANNOTATION_CREATED,
+    ANNOTATION_OUTPUT,
     ANNOTATION_RUN_REQUESTED,
     LABEL_AFFECTED_POD,
     LABEL_OWNER,
@@ -78,6 +80,7 @@ class JobSummary:
     uid: str
     created: str
     state: str  # Active | Succeeded | Failed
+    output: str = ""  # jobtrigger.dev/output annotation: "" (not handled yet), written, skipped, failed
 
 
 def summarize_job(obj: JSON) -> JobSummary | None:
@@ -89,8 +92,9 @@ def summarize_job(obj: JSON) -> JobSummary | None:
     for c in (obj.get("status") or {}).get("conditions") or []:
         if c.get("status") == "True" and c.get("type") in ("Complete", "Failed"):
             state = "Succeeded" if c["type"] == "Complete" else "Failed"
-    created = (meta.get("annotations") or {}).get(ANNOTATION_CREATED) or meta.get("creationTimestamp", "")
-    return JobSummary(owner, meta.get("uid", ""), created, state)
+    annotations = meta.get("annotations") or {}
+    created = annotations.get(ANNOTATION_CREATED) or meta.get("creationTimestamp", "")
+    return JobSummary(owner, meta.get("uid", ""), created, state, annotations.get(ANNOTATION_OUTPUT, ""))
 
 
 def _now() -> datetime:
@@ -184,6 +188,13 @@ class Controller:
         self.capped: set[TriggerKey] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
+        #: reads a container log (``source: Logs``); the one seam tests replace, as no kubelet serves logs there
+        self.read_log: Callable[[str, str, str, int], Awaitable[str]] = self._read_log
+
+    async def _read_log(self, namespace: str, pod: str, container: str, limit: int) -> str:
+        return await self.kube.get_text(
+            f"/api/v1/namespaces/{namespace}/pods/{pod}/log", container=container, limitBytes=limit
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -212,6 +223,8 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError, QueueShutDown):
                 await t
         self._tasks = []
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.events.flush(), 5)
         await self.resource_watches.close()
         await self.pod_watches.close()
 
@@ -354,10 +367,6 @@ class Sync:
                 [SpecError("metadata.name", "at most 63 characters: the name is a label value on every Job")],
             )
             return
-        errors = self._unsupported(jt)
-        if errors:
-            await self._invalid("NotSupported", errors)
-            return
         interests, errors, reason = await self._interests(jt)
         if errors:
             await self._invalid(reason, errors)
@@ -406,13 +415,6 @@ class Sync:
         await self._write_status()
 
     # ---------------------------------------------------------------- validation
-
-    def _unsupported(self, jt: JobTrigger) -> list[SpecError]:
-        """Fields that are part of the API but not implemented by this controller version: say so, don't ignore."""
-        out = []
-        if jt.spec.output is not None:
-            out.append(SpecError("spec.output", "not supported by this controller version yet"))
-        return out
 
     async def _interests(self, jt: JobTrigger) -> tuple[list[list[Interest]], list[SpecError], str]:
         """Resolve each watched kind via discovery and check namespaces (K8)."""
@@ -866,6 +868,13 @@ class Sync:
         last = self.status.get("lastJobName")
         if last in jobs:
             self.status["lastJobStatus"] = jobs[last].state
+        if jt.spec.output is not None:
+            for name, summary in sorted(jobs.items()):
+                if summary.state != "Active" and not summary.output:
+                    await self._persist_output(jt, name, summary)
+            # every finished Job has its output handled now (an error aborts the sync before pruning), so even
+            # successfulJobsHistoryLimit 0 never deletes a Job whose output was not persisted
+            jobs = self.ctl.jobs_of(self.key)
         active = sorted((s.created, n, s.uid) for n, s in jobs.items() if s.state == "Active")
         self.status["active"] = [{"name": n, "uid": u} for _, n, u in active] or None
         spec = jt.spec
@@ -887,6 +896,74 @@ class Sync:
                 except ApiError as e:
                     if e.status != 404:
                         raise
+
+    async def _persist_output(self, jt: JobTrigger, job: str, summary: JobSummary) -> None:
+        """Write a finished Job's output (termination messages, files or logs) to Secrets/ConfigMaps, then mark
+        the Job (annotation ``jobtrigger.dev/output``) so it is done exactly once."""
+        out = jt.spec.output
+        assert out is not None
+        kube = self.ctl.kube
+        succeeded = summary.state == "Succeeded"
+        result = "skipped"
+        problems: list[str] = []
+        if succeeded or out.write_on_failure:
+            pods = (await kube.get(f"/api/v1/namespaces/{self.ns}/pods", labelSelector=f"job-name={job}")).get(
+                "items"
+            ) or []
+            logs = {}
+            for pod, container in output.log_requests(out, pods):
+                try:
+                    logs[(pod, container)] = await self.ctl.read_log(self.ns, pod, container, out.max_bytes + 1)
+                except ApiError as e:
+                    problems.append(f"logs of {pod}/{container}: {e.message}")
+            collected = output.collect(out, pods, logs)
+            problems += collected.errors
+            resource = "secrets" if out.kind == "Secret" else "configmaps"
+            base = f"/api/v1/namespaces/{self.ns}/{resource}"
+            owner = {
+                "apiVersion": API_VERSION,
+                "kind": "JobTrigger",
+                "name": self.name,
+                "uid": self.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+            written = 0
+            for target, data in sorted(collected.targets.items()):
+                existing = (await kube.get(base, labelSelector=output.label_selector(target))).get("items") or []
+                actions = output.plan(
+                    out,
+                    target=target,
+                    data=data,
+                    existing=existing,
+                    owner_ref=owner,
+                    job_name=job,
+                    trigger_name=self.name,
+                    succeeded=succeeded,
+                )
+                for a in actions:
+                    if a.verb == "create" and a.body is not None:
+                        await kube.create(base, a.body)
+                        written += 1
+                    elif a.verb == "replace" and a.body is not None:
+                        await kube.request("PUT", f"{base}/{a.name}", body=a.body)
+                        written += 1
+                    elif a.verb == "delete":
+                        with contextlib.suppress(ApiError):
+                            await kube.delete(f"{base}/{a.name}")
+                    elif a.error:
+                        problems.append(f"{a.name}: {a.reason}")
+            result = "failed" if problems and not written else "written" if written else "skipped"
+            if problems:
+                await self.ctl.events.emit(self.obj, "Warning", "OutputFailed", f"Job {job}: {'; '.join(problems)}")
+                self.status["lastOutputError"] = f"Job {job}: {'; '.join(problems)}"[:1024]
+            elif written:
+                self.status["lastOutputError"] = None
+                await self.ctl.events.emit(self.obj, "Normal", "OutputWritten", f"Job {job}: output written")
+        await kube.merge_patch(
+            f"{JOBS_PATH}/namespaces/{self.ns}/jobs/{job}", {"metadata": {"annotations": {ANNOTATION_OUTPUT: result}}}
+        )
+        self.ctl.jobs.objects[(self.ns, job)] = dataclasses.replace(summary, output=result)
 
     # ---------------------------------------------------------------- status
 

@@ -168,7 +168,9 @@ async def patch_cm(kube: KubeClient, ns: str, name: str, patch: dict[str, Any]) 
     return await kube.merge_patch(f"/api/v1/namespaces/{ns}/configmaps/{name}", patch)
 
 
-async def finish_job_pods(kube: KubeClient, ns: str, job: str, phase: str = "Succeeded") -> None:
+async def finish_job_pods(
+    kube: KubeClient, ns: str, job: str, phase: str = "Succeeded", messages: dict[str, str] | None = None
+) -> None:
     """Play the kubelet: wait for the Job controller's pod and set its phase through the status subresource."""
 
     async def pods() -> list[dict[str, Any]] | None:
@@ -187,7 +189,14 @@ async def finish_job_pods(kube: KubeClient, ns: str, job: str, phase: str = "Suc
                     "imageID": "",
                     "ready": False,
                     "restartCount": 0,
-                    "state": {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}},
+                    "state": {
+                        "terminated": {
+                            "exitCode": code,
+                            "reason": "Completed" if code == 0 else "Error",
+                            "finishedAt": "2026-01-01T00:00:00Z",
+                            **({"message": messages[c["name"]]} if messages and c["name"] in messages else {}),
+                        }
+                    },
                 }
                 for c in pod["spec"]["containers"]
             ],

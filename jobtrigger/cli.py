@@ -31,6 +31,9 @@ def _controller(args: argparse.Namespace) -> int:
             namespace=args.leader_election_namespace or _own_namespace() or "default",
             name=args.leader_election_name,
             identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+            lease_duration=args.lease_duration,
+            renew_deadline=args.renew_deadline,
+            retry_period=args.retry_period,
         )
     return asyncio.run(
         run_controller(
@@ -137,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     c.add_argument("--leader-election-namespace", default=os.environ.get("JOBTRIGGER_LEADER_ELECTION_NAMESPACE"))
     c.add_argument("--leader-election-name", default="jobtrigger-leader")
+    c.add_argument("--lease-duration", type=float, default=15.0, help="seconds a standby waits before taking over")
+    c.add_argument("--renew-deadline", type=float, default=10.0, help="the leader steps down if it cannot renew")
+    c.add_argument("--retry-period", type=float, default=2.0, help="seconds between lease attempts")
     c.add_argument("--log-level", default=os.environ.get("JOBTRIGGER_LOG_LEVEL", "info"))
     c.add_argument("--log-format", choices=["json", "text"], default=os.environ.get("JOBTRIGGER_LOG_FORMAT", "json"))
     c.set_defaults(func=_controller)

@@ -167,6 +167,20 @@ class KubeClient:
         timeout: float | None = None,
     ) -> JSON:
         """One request; returns the decoded JSON body or raises :class:`ApiError`."""
+        raw = await self._raw(method, path, query=query, body=body, content_type=content_type, timeout=timeout)
+        return _decode(raw) if raw else {}
+
+    async def _raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+    ) -> bytes:
+        """The body of a 2xx answer; anything else raises :class:`ApiError` (with the Status decoded)."""
         to = aiohttp.ClientTimeout(total=timeout or self.request_timeout)
         resp = await self._send(method, path, query=query, body=body, content_type=content_type, timeout=to)
         try:
@@ -176,34 +190,13 @@ class KubeClient:
             self._count(method, path, 0)
             raise ApiError(0, f"{type(e).__name__}: {e}", verb=method, path=path) from e
         self._count(method, path, resp.status)
-        data: JSON = {}
-        if raw:
-            try:
-                data = json.loads(raw)
-            except ValueError:
-                data = {"message": raw[:500].decode("utf-8", "replace")}
         if not 200 <= resp.status <= 299:
-            raise ApiError(resp.status, resp.reason or "", data, verb=method, path=path)
-        return data
+            raise ApiError(resp.status, resp.reason or "", _decode(raw) if raw else {}, verb=method, path=path)
+        return raw
 
     async def get_text(self, path: str, *, timeout: float | None = None, **query: Any) -> str:
         """A GET whose answer is text, not JSON (pod logs)."""
-        to = aiohttp.ClientTimeout(total=timeout or self.request_timeout)
-        resp = await self._send("GET", path, query=query or None, timeout=to)
-        try:
-            async with resp:
-                raw = await resp.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            self._count("GET", path, 0)
-            raise ApiError(0, f"{type(e).__name__}: {e}", verb="GET", path=path) from e
-        self._count("GET", path, resp.status)
-        if not 200 <= resp.status <= 299:
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = {"message": raw[:500].decode("utf-8", "replace")}
-            raise ApiError(resp.status, resp.reason or "", body, verb="GET", path=path)
-        return raw.decode("utf-8", "replace")
+        return (await self._raw("GET", path, query=query or None, timeout=timeout)).decode("utf-8", "replace")
 
     async def get(self, path: str, **query: Any) -> JSON:
         return await self.request("GET", path, query=query or None)
@@ -242,6 +235,14 @@ class KubeClient:
                         yield json.loads(line)
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
                 raise ApiError(0, f"watch stream broke: {type(e).__name__}: {e}", verb="WATCH", path=path) from e
+
+
+def _decode(raw: bytes) -> JSON:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {"message": raw[:500].decode("utf-8", "replace")}
+    return data if isinstance(data, dict) else {"items": data}
 
 
 def _path_kind(path: str) -> str:

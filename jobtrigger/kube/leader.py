@@ -20,26 +20,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jobtrigger.kube.client import ApiError, KubeClient
+from jobtrigger.timefmt import parse as parse_time
+from jobtrigger.timefmt import rfc3339_micro
 
 log = logging.getLogger(__name__)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _micro(dt: datetime) -> str:
-    """MicroTime as the API writes it."""
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -69,8 +57,8 @@ class LeaderElector:
         return {
             "holderIdentity": self.cfg.identity,
             "leaseDurationSeconds": max(1, int(self.cfg.lease_duration)),
-            "acquireTime": acquired or _micro(now),
-            "renewTime": _micro(now),
+            "acquireTime": acquired or rfc3339_micro(now),
+            "renewTime": rfc3339_micro(now),
             "leaseTransitions": transitions,
         }
 
@@ -97,7 +85,7 @@ class LeaderElector:
             return True
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
-        renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
+        renewed = parse_time(spec.get("renewTime")) or parse_time(spec.get("acquireTime"))
         duration = timedelta(seconds=float(spec.get("leaseDurationSeconds") or self.cfg.lease_duration))
         transitions = int(spec.get("leaseTransitions") or 0)
         if holder and holder != self.cfg.identity and renewed is not None and now < renewed + duration:
@@ -164,7 +152,7 @@ class LeaderElector:
             spec = dict(lease["spec"])
             spec["holderIdentity"] = ""
             spec["leaseDurationSeconds"] = 1
-            spec["renewTime"] = _micro(self.clock() - timedelta(seconds=self.cfg.lease_duration))
+            spec["renewTime"] = rfc3339_micro(self.clock() - timedelta(seconds=self.cfg.lease_duration))
             await self.kube.request("PUT", f"{self.path}/{self.cfg.name}", body={**lease, "spec": spec})
             log.info("leader lease released", extra={"lease": self.cfg.name})
         except ApiError as e:

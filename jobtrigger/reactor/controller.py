@@ -49,6 +49,8 @@ from jobtrigger.kube.watching import ObjectKey, Watcher
 from jobtrigger.reactor.podwatches import PodScope, PodWatches
 from jobtrigger.reactor.queue import QueueShutDown, WorkQueue
 from jobtrigger.reactor.watches import Interest, ResourceWatches, ScopeKey, TriggerKey
+from jobtrigger.timefmt import parse as parse_time
+from jobtrigger.timefmt import rfc3339_ms
 from jobtrigger.triggers import pods, resources, schedule
 from jobtrigger.triggers.fields import hash_value, normalize_paths
 from jobtrigger.triggers.resources import ObjectRef
@@ -101,18 +103,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _ts(dt: datetime) -> str:
-    """RFC 3339 with milliseconds (cooldowns are measured from these)."""
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
-def _parse_ts(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+_ts = rfc3339_ms
+_parse_ts = parse_time
 
 
 def _needs_sync(old: JSON, new: JSON) -> bool:

@@ -40,20 +40,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
-#: every pod state, in the order transitions are reported
-STATES: tuple[str, ...] = (
-    "Created",
-    "Ready",
-    "NotReady",
-    "Deleted",
-    "Succeeded",
-    "Failed",
-    "OOMKilled",
-    "CrashLoopBackOff",
-    "Restarted",
-)
+from jobtrigger.api.models import PodState
+
+#: every pod state, in the order transitions are reported (the API's PodState enum)
+STATES: tuple[str, ...] = get_args(PodState)
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 #: default tolerance for node/controller clock drift in :func:`existing` (overlap is cheap, a gap loses a Job)
 CLOCK_SKEW = timedelta(seconds=30)

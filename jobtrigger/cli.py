@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument(
         "--namespace",
         default=os.environ.get("JOBTRIGGER_NAMESPACE", ""),
-        help="watch only this namespace (default: all)",
+        help="watch only these namespaces, comma-separated (default: all)",
     )
     c.add_argument("--workers", type=int, default=int(os.environ.get("JOBTRIGGER_WORKERS", "4")))
     c.add_argument("--http-addr", default=os.environ.get("JOBTRIGGER_HTTP_ADDR", "0.0.0.0:8080"))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -234,3 +234,62 @@ class _Inactive(Exception):
 def _key(obj: JSON) -> ObjectKey:
     meta = obj.get("metadata") or {}
     return (meta.get("namespace") or "", meta.get("name") or "")
+
+
+class _Routed(MutableMapping[ObjectKey, S]):
+    """The objects of several per-namespace watchers as one mapping, routed by the key's namespace."""
+
+    def __init__(self, by_ns: dict[str | None, Watcher[S]]):
+        self._by_ns = by_ns
+
+    def _owner(self, key: ObjectKey) -> Watcher[S] | None:
+        return self._by_ns.get(key[0]) or self._by_ns.get(None)
+
+    def __getitem__(self, key: ObjectKey) -> S:
+        w = self._owner(key)
+        if w is None:
+            raise KeyError(key)
+        return w.objects[key]
+
+    def __setitem__(self, key: ObjectKey, value: S) -> None:
+        w = self._owner(key)
+        if w is None:
+            raise KeyError(key)
+        w.objects[key] = value
+
+    def __delitem__(self, key: ObjectKey) -> None:
+        w = self._owner(key)
+        if w is None:
+            raise KeyError(key)
+        del w.objects[key]
+
+    def __iter__(self) -> Iterator[ObjectKey]:
+        for w in self._by_ns.values():
+            yield from w.objects
+
+    def __len__(self) -> int:
+        return sum(len(w.objects) for w in self._by_ns.values())
+
+
+class WatcherGroup(Generic[S]):
+    """One :class:`Watcher` per namespace (or one cluster-wide, namespace ``None``) behaving as one: a controller
+    limited to a few namespaces needs only namespaced RBAC (Roles), never a cluster-wide list."""
+
+    def __init__(self, namespaces: list[str | None], make: Callable[[str | None], Watcher[S]]):
+        self.watchers: dict[str | None, Watcher[S]] = {ns: make(ns) for ns in namespaces}
+        self.objects: MutableMapping[ObjectKey, S] = _Routed(self.watchers)
+
+    async def run(self) -> None:
+        await asyncio.gather(*(w.run() for w in self.watchers.values()))
+
+    async def wait_synced(self) -> None:
+        for w in self.watchers.values():
+            await w.synced.wait()
+
+    @property
+    def stats(self) -> WatchStats:
+        total = WatchStats()
+        for w in self.watchers.values():
+            for f in vars(total):
+                setattr(total, f, getattr(total, f) + getattr(w.stats, f))
+        return total

@@ -45,7 +45,7 @@ from jobtrigger.jobs.builder import (
 from jobtrigger.kube.client import JSON, ApiError, KubeClient
 from jobtrigger.kube.discovery import Discovery, UnknownKind
 from jobtrigger.kube.events import EventRecorder
-from jobtrigger.kube.watching import ObjectKey, Watcher
+from jobtrigger.kube.watching import ObjectKey, Watcher, WatcherGroup
 from jobtrigger.reactor.podwatches import PodScope, PodWatches
 from jobtrigger.reactor.queue import QueueShutDown, WorkQueue
 from jobtrigger.reactor.watches import Interest, ResourceWatches, ScopeKey, TriggerKey
@@ -66,7 +66,7 @@ MAX_POD_UIDS = 5000  # pod uids kept in status to see deletions that happened wh
 
 @dataclass
 class Settings:
-    namespace: str | None = None  # None: all namespaces
+    namespace: str | None = None  # None: all namespaces; "a,b": these namespaces (namespaced RBAC suffices)
     workers: int = 4
     allow_cross_namespace: bool = False
     max_active_jobs: int = 0  # controller-wide cap on active Jobs (0: none); over it runs wait, never dropped
@@ -74,6 +74,9 @@ class Settings:
     inactivity_timeout: float | None = None  # a silent watch is re-opened after this (default watch_timeout + 60)
     identity: str = field(default_factory=socket.gethostname)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # injected in tests
+
+    def namespaces(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in (self.namespace or "").split(",") if n.strip())
 
 
 @dataclass(frozen=True)
@@ -144,29 +147,37 @@ class Controller:
             inactivity_timeout=self.settings.inactivity_timeout,
             on_restart=lambda why: metrics.WATCH_RESTARTS.labels(why).inc(),
         )
-        ns = self.settings.namespace
-        jt_path = f"/apis/{GROUP}/{VERSION}" + (f"/namespaces/{ns}" if ns else "") + f"/{PLURAL}"
-        self.triggers: Watcher[JSON] = Watcher(
-            kube,
-            jt_path,
-            summarize=lambda o: o,
-            on_change=self._on_trigger_change,
-            watch_timeout=self.settings.watch_timeout,
-            inactivity_timeout=self.settings.inactivity_timeout,
-            name="jobtriggers",
-            on_restart=lambda why: metrics.WATCH_RESTARTS.labels(why).inc(),
+        namespaces: list[str | None] = list(self.settings.namespaces()) or [None]
+
+        def ns_path(base: str, resource: str, ns: str | None) -> str:
+            return base + (f"/namespaces/{ns}" if ns else "") + f"/{resource}"
+
+        self.triggers: WatcherGroup[JSON] = WatcherGroup(
+            namespaces,
+            lambda ns: Watcher(
+                kube,
+                ns_path(f"/apis/{GROUP}/{VERSION}", PLURAL, ns),
+                summarize=lambda o: o,
+                on_change=self._on_trigger_change,
+                watch_timeout=self.settings.watch_timeout,
+                inactivity_timeout=self.settings.inactivity_timeout,
+                name=f"jobtriggers/{ns or '*'}",
+                on_restart=lambda why: metrics.WATCH_RESTARTS.labels(why).inc(),
+            ),
         )
-        jobs_path = JOBS_PATH + (f"/namespaces/{ns}" if ns else "") + "/jobs"
-        self.jobs: Watcher[JobSummary] = Watcher(
-            kube,
-            jobs_path,
-            summarize=summarize_job,
-            on_change=self._on_job_change,
-            label_selector=LABEL_OWNER,
-            watch_timeout=self.settings.watch_timeout,
-            inactivity_timeout=self.settings.inactivity_timeout,
-            name="jobs",
-            on_restart=lambda why: metrics.WATCH_RESTARTS.labels(why).inc(),
+        self.jobs: WatcherGroup[JobSummary] = WatcherGroup(
+            namespaces,
+            lambda ns: Watcher(
+                kube,
+                ns_path(JOBS_PATH, "jobs", ns),
+                summarize=summarize_job,
+                on_change=self._on_job_change,
+                label_selector=LABEL_OWNER,
+                watch_timeout=self.settings.watch_timeout,
+                inactivity_timeout=self.settings.inactivity_timeout,
+                name=f"jobs/{ns or '*'}",
+                on_restart=lambda why: metrics.WATCH_RESTARTS.labels(why).inc(),
+            ),
         )
         self._jobs_by_owner: dict[TriggerKey, set[str]] = defaultdict(set)
         # JobTrigger -> (uid, generation, errors of the Job template dry run)
@@ -200,8 +211,8 @@ class Controller:
         self._tasks += [loop.create_task(self._worker(i), name=f"worker {i}") for i in range(self.settings.workers)]
         log.info("controller started", extra={"namespace": self.settings.namespace or "*"})
         try:
-            await self.jobs.synced.wait()
-            await self.triggers.synced.wait()
+            await self.jobs.wait_synced()
+            await self.triggers.wait_synced()
             self.ready.set()
             await asyncio.gather(*self._tasks)
         finally:
@@ -899,9 +910,15 @@ class Sync:
         result = "skipped"
         problems: list[str] = []
         if succeeded or out.write_on_failure:
-            pods = (await kube.get(f"/api/v1/namespaces/{self.ns}/pods", labelSelector=f"job-name={job}")).get(
-                "items"
-            ) or []
+            try:
+                pods = (await kube.get(f"/api/v1/namespaces/{self.ns}/pods", labelSelector=f"job-name={job}")).get(
+                    "items"
+                ) or []
+            except ApiError as e:
+                if e.status != 403:
+                    raise
+                pods = []
+                problems.append(f"cannot list the Job's pods: {e.message}")
             logs = {}
             for pod, container in output.log_requests(out, pods):
                 try:
@@ -922,29 +939,35 @@ class Sync:
             }
             written = 0
             for target, data in sorted(collected.targets.items()):
-                existing = (await kube.get(base, labelSelector=output.label_selector(target))).get("items") or []
-                actions = output.plan(
-                    out,
-                    target=target,
-                    data=data,
-                    existing=existing,
-                    owner_ref=owner,
-                    job_name=job,
-                    trigger_name=self.name,
-                    succeeded=succeeded,
-                )
-                for a in actions:
-                    if a.verb == "create" and a.body is not None:
-                        await kube.create(base, a.body)
-                        written += 1
-                    elif a.verb == "replace" and a.body is not None:
-                        await kube.request("PUT", f"{base}/{a.name}", body=a.body)
-                        written += 1
-                    elif a.verb == "delete":
-                        with contextlib.suppress(ApiError):
-                            await kube.delete(f"{base}/{a.name}")
-                    elif a.error:
-                        problems.append(f"{a.name}: {a.reason}")
+                try:
+                    existing = (await kube.get(base, labelSelector=output.label_selector(target))).get("items") or []
+                    actions = output.plan(
+                        out,
+                        target=target,
+                        data=data,
+                        existing=existing,
+                        owner_ref=owner,
+                        job_name=job,
+                        trigger_name=self.name,
+                        succeeded=succeeded,
+                    )
+                    for a in actions:
+                        if a.verb == "create" and a.body is not None:
+                            await kube.create(base, a.body)
+                            written += 1
+                        elif a.verb == "replace" and a.body is not None:
+                            await kube.request("PUT", f"{base}/{a.name}", body=a.body)
+                            written += 1
+                        elif a.verb == "delete":
+                            with contextlib.suppress(ApiError):
+                                await kube.delete(f"{base}/{a.name}")
+                        elif a.error:
+                            problems.append(f"{a.name}: {a.reason}")
+                except ApiError as e:
+                    if e.status in (0, 409, 429) or e.status >= 500:
+                        raise  # transient or a race: retry the sync
+                    # e.g. 403 (the chart's output.enabled is false) or 422: report it, do not retry forever
+                    problems.append(f"{target}: {e.status} {e.message}")
             result = "failed" if problems and not written else "written" if written else "skipped"
             if problems:
                 await self.ctl.events.emit(self.obj, "Warning", "OutputFailed", f"Job {job}: {'; '.join(problems)}")

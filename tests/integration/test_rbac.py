@@ -50,3 +50,46 @@ async def test_missing_watch_permission_is_reported(kube: KubeClient, kubeconfig
         assert "secrets.core" in c["message"] and "403" in c["message"]
     finally:
         await runner.stop()
+
+
+async def test_two_namespaces_with_roles_only(kube: KubeClient, kubeconfig: str, namespace: str) -> None:
+    """`--namespace a,b`: one watch per namespace, so Roles in each (no ClusterRole) are enough."""
+    other = f"{namespace}-b"
+    await kube.create("/api/v1/namespaces", {"metadata": {"name": other}})
+    sa = f"system:serviceaccount:{namespace}:jobtrigger"
+    rules = [
+        {"apiGroups": ["jobtrigger.dev"], "resources": ["jobtriggers"], "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": ["jobtrigger.dev"], "resources": ["jobtriggers/status"], "verbs": ["get", "patch", "update"]},
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+    ]
+    try:
+        for ns in (namespace, other):
+            await kube.create(
+                f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+                {"metadata": {"name": "jobtrigger"}, "rules": rules},
+            )
+            await kube.create(
+                f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+                {
+                    "metadata": {"name": "jobtrigger"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jobtrigger"},
+                    "subjects": [{"kind": "User", "name": sa}],
+                },
+            )
+        runner = Runner(kubeconfig, f"{namespace},{other}", impersonate=sa)
+        await runner.start()
+        try:
+            for ns in (namespace, other):
+                await create_cm(kube, ns, "cfg", {"a": "1"})
+                watch = [{"apiVersion": "v1", "kind": "ConfigMap", "name": "cfg"}]
+                await create_jt(kube, ns, "t", {"resources": {"cooldown": "0s", "watch": watch}})
+            for ns in (namespace, other):
+                await wait_ready(kube, ns, "t")
+                await patch_cm(kube, ns, "cfg", {"data": {"a": "2"}})
+                await wait_jobs(kube, ns, "t", 1)
+        finally:
+            await runner.stop()
+    finally:
+        await kube.delete(f"/api/v1/namespaces/{other}")

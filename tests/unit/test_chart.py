@@ -65,12 +65,16 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x"}},
     },
     "no-leader-election": {"leaderElection": {"enabled": False}},
+    "fast-failover": {
+        "leaderElection": {"leaseDurationSeconds": 4.5, "renewDeadlineSeconds": 3, "retryPeriodSeconds": 0.5}
+    },
 }
 
 #: The rules of the default ClusterRole, exactly (docs/rbac.md lists the same).
 DEFAULT_CLUSTER_RULES = [
     {"apiGroups": ["jobtrigger.dev"], "resources": ["jobtriggers"], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": ["jobtrigger.dev"], "resources": ["jobtriggers/status"], "verbs": ["patch"]},
+    {"apiGroups": ["jobtrigger.dev"], "resources": ["jobtriggers/finalizers"], "verbs": ["update"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     {"apiGroups": [""], "resources": ["configmaps", "secrets", "pods"], "verbs": ["get", "list", "watch"]},
@@ -277,6 +281,7 @@ def test_every_value_has_a_comment() -> None:
         (["--set", "pdb.enabled=true"], "pdb.enabled needs replicaCount >= 2"),
         (["--set", "replicaCount=2", "--set", "leaderElection.enabled=false"], "needs leaderElection.enabled=true"),
         (["--set", "terminationGracePeriodSeconds=12"], "terminationGracePeriodSeconds must exceed"),
+        (["--set", "leaderElection.renewDeadlineSeconds=20"], "leaseDurationSeconds > renewDeadlineSeconds"),
         (
             ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"],
             "needs metrics.service.enabled",
@@ -337,16 +342,22 @@ def test_no_wildcard_verbs_and_no_secret_writes_unless_output(
         assert writes <= ({"patch"} if resource == "jobtriggers" else set()), f"{scenario}: {group}/{resource}"
 
 
-def test_output_grants_pod_logs_only_when_enabled(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    assert verbs_on(rendered["output"], "", "pods/log") == {"get"}
-    assert verbs_on(rendered["default"], "", "pods/log") == set()
+def test_output_rules_only_when_enabled(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """spec.output: list/create/update/delete output objects, read pods and logs, mark the Job (patch)."""
+    on, off = rendered["output"], rendered["default"]
+    assert one(on, "ClusterRole")["rules"][: len(DEFAULT_CLUSTER_RULES)] == DEFAULT_CLUSTER_RULES
+    for resource in ("secrets", "configmaps"):
+        assert verbs_on(on, "", resource) == {"get", "list", "watch", "create", "update", "delete"}
+    assert verbs_on(on, "", "pods/log") == {"get"}
+    assert verbs_on(off, "", "pods/log") == set()
+    assert verbs_on(on, "batch", "jobs") - verbs_on(off, "batch", "jobs") == {"patch"}
 
 
 def test_watch_all_reads_everything_and_writes_nothing_more(rendered: dict[str, list[dict[str, Any]]]) -> None:
     rules = one(rendered["watch-all"], "ClusterRole")["rules"]
     assert {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]} in rules
-    assert rules[:4] == DEFAULT_CLUSTER_RULES[:4]
-    assert len(rules) == 5
+    assert rules[:5] == DEFAULT_CLUSTER_RULES[:5]
+    assert len(rules) == 6
 
 
 def test_bindings_point_at_the_rendered_roles_and_service_account(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -375,8 +386,8 @@ def test_namespaced_mode_renders_roles_per_namespace_and_no_cluster_role(
         assert role["rules"] == DEFAULT_CLUSTER_RULES
         assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert {r["metadata"]["namespace"] for r in objects(docs, "Role")} == {"team-a", "team-b", NAMESPACE}
-    # two namespaces: the controller cannot watch a list of namespaces, so no --namespace (see NOTES/docs)
-    assert controller_args(docs, monkeypatch).namespace == ""
+    # two namespaces: one watch per namespace in the controller, so the Roles suffice
+    assert controller_args(docs, monkeypatch).namespace == "team-a,team-b"
 
 
 def test_single_namespace_passes_namespace(
@@ -394,6 +405,9 @@ def test_leader_election_lease_matches_the_role(
     args = controller_args(rendered["default"], monkeypatch)
     assert args.leader_elect and args.leader_election_namespace == NAMESPACE
     assert args.leader_election_name == DEFAULT_LEASE_RULES[1]["resourceNames"][0]
+    assert (args.lease_duration, args.renew_deadline, args.retry_period) == (15, 10, 2)
+    fast = controller_args(rendered["fast-failover"], monkeypatch)
+    assert (fast.lease_duration, fast.renew_deadline, fast.retry_period) == (4.5, 3, 0.5)
     off = rendered["no-leader-election"]
     assert not controller_args(off, monkeypatch).leader_elect
     assert verbs_on(off, "coordination.k8s.io", "leases") == set()

@@ -64,9 +64,14 @@ Role per watched namespace. Every rule says why; docs/rbac.md has the full story
 - apiGroups: [jobtrigger.dev]
   resources: [jobtriggers/status]
   verbs: [patch]
+# Jobs (and output objects) carry an ownerReference to their JobTrigger with blockOwnerDeletion: true; where the
+# OwnerReferencesPermissionEnforcement admission plugin is on (e.g. OpenShift) that needs update on finalizers.
+- apiGroups: [jobtrigger.dev]
+  resources: [jobtriggers/finalizers]
+  verbs: [update]
 # The Jobs it runs: list/watch (label jobtrigger.dev/owner) to know what is active and finished; create
 # (also the server-side dry run that validates a JobTrigger's Job template); delete for history limits and
-# concurrencyPolicy Replace. No update/patch: a created Job is never changed.
+# concurrencyPolicy Replace. No update; patch only with output.enabled (below).
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, delete]
@@ -90,19 +95,23 @@ Role per watched namespace. Every rule says why; docs/rbac.md has the full story
 {{- end }}
 {{- end }}
 {{- if .Values.output.enabled }}
-# output.enabled (spec.output): the Job's output is persisted into Secrets/ConfigMaps in the JobTrigger's
-# namespace. get/list find the previous output and versions, create/update write it, delete prunes versions
-# beyond keepVersions.
+# output.enabled (spec.output): a finished Job's output is persisted into Secrets/ConfigMaps in the JobTrigger's
+# namespace. list finds the previous output and its versions (by label), create/update (PUT with a
+# resourceVersion precondition) write it, delete prunes versions beyond keepVersions.
 - apiGroups: [""]
   resources: [secrets, configmaps]
-  verbs: [get, list, create, update, delete]
-# output.enabled: the output is read from the finished Job's pods (termination messages) ...
+  verbs: [list, create, update, delete]
+# output.enabled: the output is read from the finished Job's pods (termination messages, label job-name) ...
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list]
+  verbs: [list]
 # ... or from their logs (spec.output.source: Logs).
 - apiGroups: [""]
   resources: [pods/log]
   verbs: [get]
+# output.enabled: a Job whose output was handled is marked (annotation jobtrigger.dev/output), exactly once.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [patch]
 {{- end }}
 {{- end -}}

@@ -1,0 +1,1 @@
+"""Alternatives to jobtrigger, written the way a team would write them, for ``benchmarks/compare.py``."""

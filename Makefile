@@ -9,7 +9,7 @@ VENV    ?= .venv
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed
 
-.PHONY: demo test lint unit integration envtest venv crd clean
+.PHONY: demo test lint unit integration envtest venv crd image clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,11 @@ integration: venv envtest
 
 test: venv envtest lint
 	$(BIN)/pytest -q -ra --durations=10
+	bash hack/build-image.sh
+
+# the container image, built offline with buildah and smoke-tested (hack/build-image.sh says how)
+image: venv
+	bash hack/build-image.sh
 
 crd: venv
 	$(BIN)/jobtrigger crd > crds/jobtrigger.dev_jobtriggers.yaml

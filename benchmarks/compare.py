@@ -32,6 +32,7 @@ import contextlib
 import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import platform
 import re
@@ -58,6 +59,7 @@ LABEL_KEY, LABEL_VALUE = "jobtrigger-bench", "watched"
 KOPF_DONE = "kopf.zalando.org/last-handled-configuration"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PEERS = ("jobtrigger", "kopf", "polling")
+NAN = float("nan")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -165,11 +167,11 @@ class RateRun:
     def pct(self, p: float) -> float:
         xs = sorted(self.latencies_ms)
         if not xs:
-            return float("nan")
+            return NAN
         return xs[min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))]
 
     def mean(self) -> float:
-        return sum(self.latencies_ms) / len(self.latencies_ms) if self.latencies_ms else float("nan")
+        return sum(self.latencies_ms) / len(self.latencies_ms) if self.latencies_ms else NAN
 
 
 class JobWatch:
@@ -204,9 +206,7 @@ class JobWatch:
                     self.seen.setdefault(self.configmap_of(ev["object"]), []).append(t)
 
 
-async def drive(
-    kube: KubeClient, ns: str, watch: JobWatch, run: RateRun, names: list[str], settle: float
-) -> None:
+async def drive(kube: KubeClient, ns: str, watch: JobWatch, run: RateRun, names: list[str], settle: float) -> None:
     """PATCH the ConfigMaps in ``names`` (distinct) at ``run.rate`` per second; match each to its first new Job."""
     before = {k: len(v) for k, v in watch.seen.items()}
     sent: list[tuple[str, float]] = []
@@ -307,11 +307,13 @@ class Peer:
             self.port = free_port()
             return [
                 sys.executable, "-m", "jobtrigger.cli", "controller", "--kubeconfig", self.kubeconfig,
-                "--namespace", self.ns, "--http-addr", f"127.0.0.1:{self.port}", "--log-level", "warning",
+                "--namespace", self.ns, "--http-addr", f"127.0.0.1:{self.port}",
+                *(["--log-level", "warning"] if self.args.quiet_logs else []),
             ]  # fmt: skip
         if self.name == "kopf":
             operator = str(ROOT / "benchmarks" / "peers" / "kopf_operator.py")
-            return [sys.executable, "-m", "kopf", "run", "--standalone", "--quiet", "--namespace", self.ns, operator]
+            quiet = ["--quiet"] if self.args.quiet_logs else []
+            return [sys.executable, "-m", "kopf", "run", "--standalone", *quiet, "--namespace", self.ns, operator]
         return [
             sys.executable, "-m", "benchmarks.peers.polling", "--namespace", self.ns,
             "--selector", f"{LABEL_KEY}={LABEL_VALUE}", "--interval", f"{self.args.interval:g}",
@@ -363,13 +365,12 @@ class Peer:
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
-        deadline = time.perf_counter() + 20
-        while self.proc.poll() is None and time.perf_counter() < deadline:
-            await asyncio.sleep(0.1)
-        if self.proc.poll() is None:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.proc.wait), 20)
+        except TimeoutError:
             print(f"{self.name}: no exit 20s after SIGTERM; killing pid {self.proc.pid}", file=sys.stderr)
             self.proc.kill()
-            self.proc.wait(10)
+            await asyncio.to_thread(self.proc.wait, 10)
 
     async def cleanup(self, kube: KubeClient) -> int:
         """Delete what the peer and the benchmark made (no namespace controller runs); returns the Events count."""
@@ -477,14 +478,35 @@ def version(dist: str) -> str:
 
 
 def fmt(x: float, digits: int = 0) -> str:
-    return "n/a" if x != x else f"{x:,.{digits}f}"  # noqa: PLR0124 (NaN check)
+    return "n/a" if math.isnan(x) else f"{x:,.{digits}f}"
 
 
 def ratio(a: float, b: float) -> str:
-    if a != a or b != b or b == 0:
+    if math.isnan(a) or math.isnan(b) or b == 0:
         return "n/a"
-    r = a / b
-    return f"{r:.2f}×" if r >= 0.01 else f"{r:.1e}×"
+    return f"{a / b:.3g}x"
+
+
+@dataclass
+class Row:
+    metric: str
+    values: dict[str, float]  # per peer (for the ratio)
+    cells: dict[str, str]  # per peer (as shown)
+    derived: str = ""  # polling at P = 60 s, derived
+    ratios: bool = True
+
+
+def run_at(r: PeerResult, rate: float) -> RateRun | None:
+    return next((x for x in r.runs if x.rate == rate), None)
+
+
+def per_job(r: PeerResult, what: str) -> float:
+    jobs = sum(x.jobs for x in r.runs)
+    if not jobs:
+        return NAN
+    if what == "cpu_ms":
+        return 1000 * sum(x.window.cpu_s for x in r.runs) / jobs
+    return sum(x.window.own_metric for x in r.runs) / jobs if r.name == "jobtrigger" else NAN
 
 
 def report(results: list[PeerResult], info: dict[str, Any], args: argparse.Namespace) -> str:
@@ -495,97 +517,71 @@ def report(results: list[PeerResult], info: dict[str, Any], args: argparse.Names
         "kopf": f"kopf {version('kopf')}",
         "polling": f"polling P={args.interval:g} s",
     }
-    derived_p = 60.0
-    rows: list[tuple[str, dict[str, float], int]] = []  # (metric, value per peer incl. "derived", digits)
-
-    def add(metric: str, fn: Any, digits: int = 0, derived: float = float("nan")) -> None:
-        vals = {n: fn(by[n]) for n in cols}
-        vals["derived"] = derived
-        rows.append((metric, vals, digits))
-
-    def run_at(r: PeerResult, rate: float) -> RateRun | None:
-        return next((x for x in r.runs if x.rate == rate), None)
-
-    nan = float("nan")
     poll = by.get("polling")
+    big_p = 60.0  # kube-changejob's default poll interval
+    rows: list[Row] = []
+
+    def add(metric: str, fn: Any, digits: int = 0, derived: float = NAN, ratios: bool = True) -> None:
+        values = {n: (fn(by[n]) if by[n].runs else NAN) for n in cols}
+        cells = {n: fmt(v, digits) for n, v in values.items()}
+        rows.append(Row(metric, values, cells, "" if math.isnan(derived) else fmt(derived, digits), ratios))
+
     for rate in args.rate_list:
-        # the rest of the path besides waiting for the next poll: measured mean minus P/2
         pr = run_at(poll, rate) if poll else None
-        rest_ms = pr.mean() - args.interval * 1000 / 2 if pr and pr.latencies_ms else nan
+        rest_ms = pr.mean() - args.interval * 1000 / 2 if pr and pr.latencies_ms else NAN  # path minus poll wait
         for p in (50, 95, 99):
             add(
                 f"latency p{p} ms @ {rate:g}/s",
-                lambda r, rate=rate, p=p: (x.pct(p) if (x := run_at(r, rate)) else nan),
-                derived=p / 100 * derived_p * 1000 + rest_ms,
+                lambda r, rate=rate, p=p: x.pct(p) if (x := run_at(r, rate)) else NAN,
+                derived=p / 100 * big_p * 1000 + rest_ms,
             )
-        add(
-            f"missing / duplicate Jobs @ {rate:g}/s",
-            lambda r, rate=rate: (x.missing * 1000 + x.duplicates if (x := run_at(r, rate)) else nan),
-        )
+        cells = {n: (f"{x.missing} / {x.duplicates}" if (x := run_at(by[n], rate)) else "n/a") for n in cols}
+        rows.append(Row(f"missing / duplicate Jobs @ {rate:g}/s", {}, cells, ratios=False))
     for rate in args.rate_list:
         add(
             f"API requests per Job @ {rate:g}/s",
-            lambda r, rate=rate: (x.window.requests / x.jobs if (x := run_at(r, rate)) and x.jobs else nan),
+            lambda r, rate=rate: x.window.requests / x.jobs if (x := run_at(r, rate)) and x.jobs else NAN,
             digits=1,
-            derived=(
-                args.pool / (derived_p * rate) + 1 if poll else nan
-            ),  # one GET per ConfigMap per P, one create per Job
+            derived=args.pool / (big_p * rate) + 1,  # one GET per ConfigMap per P, one create per Job
         )
-    add(
-        "  (jobtrigger's own count per Job, all rates)",
-        lambda r: (
-            sum(x.window.own_metric for x in r.runs) / sum(x.jobs for x in r.runs)
-            if r.name == "jobtrigger" and sum(x.jobs for x in r.runs)
-            else nan
-        ),
-        digits=1,
-    )
+    add("  jobtrigger's own count per Job (all rates)", lambda r: per_job(r, "own"), digits=1, ratios=False)
     add(
         f"idle API requests / {args.idle:g} s",
-        lambda r: r.idle.requests * args.idle / r.idle.seconds if r.idle.seconds else nan,
-        derived=args.pool * args.idle / derived_p if poll else nan,
+        lambda r: r.idle.requests * args.idle / r.idle.seconds if r.idle.seconds else NAN,
+        derived=args.pool * args.idle / big_p,
     )
-    add("idle CPU % of a core", lambda r: 100 * r.idle.cpu_s / r.idle.seconds if r.idle.seconds else nan, digits=2)
-    add(
-        "CPU s while changing (all rates)",
-        lambda r: sum(x.window.cpu_s for x in r.runs) if r.runs else nan,
-        digits=2,
-    )
-    add("CPU ms per Job (all rates)", lambda r: _cpu_per_job(r), digits=1)
-    add("CPU s over the whole run (start → stop)", lambda r: r.cpu_total_s if r.runs else nan, digits=2)
-    add("RSS MiB at end / peak", lambda r: r.rss_mib if r.runs else nan, digits=1)
-    add("start → ready s", lambda r: r.startup_s if r.runs else nan, digits=1)
-    add("k8s Events written", lambda r: float(r.events))
+    add("idle CPU % of a core", lambda r: 100 * r.idle.cpu_s / r.idle.seconds if r.idle.seconds else NAN, digits=2)
+    add("CPU s while changing (all rates)", lambda r: sum(x.window.cpu_s for x in r.runs), digits=2)
+    add("CPU ms per Job (all rates)", lambda r: per_job(r, "cpu_ms"), digits=1)
+    add("CPU s over the whole run (start → stop)", lambda r: r.cpu_total_s, digits=2)
+    add("RSS MiB at end (peak)", lambda r: r.rss_mib, digits=1)
+    for row in rows[-1:]:
+        row.cells = {n: f"{by[n].rss_mib:.1f} ({by[n].hwm_mib:.1f})" if by[n].runs else "n/a" for n in cols}
+    add("start → ready s", lambda r: r.startup_s, digits=1)
+    add("k8s Events written", lambda r: float(r.events), ratios=False)
 
     peers = [n for n in cols if n != "jobtrigger"]
-    head = (
-        "| metric | "
-        + " | ".join(labels[n] for n in cols)
-        + (" | polling P=60 s (derived) |" if poll else " |")
-        + "".join(f" jobtrigger / {labels[n]} |" for n in peers)
-    )
-    sep = "|---" * (1 + len(cols) + (1 if poll else 0) + len(peers)) + "|"
-    lines = [head, sep]
-    for metric, vals, digits in rows:
-        cells = []
-        for n in cols:
-            v = vals[n]
-            if metric.startswith("missing"):
-                cells.append("n/a" if v != v else f"{int(v) // 1000} / {int(v) % 1000}")
-            elif metric.startswith("RSS"):
-                cells.append(f"{by[n].rss_mib:.1f} / {by[n].hwm_mib:.1f}" if by[n].runs else "n/a")
-            else:
-                cells.append(fmt(v, digits))
+    head = ["metric", *(labels[n] for n in cols)]
+    if poll:
+        head.append("polling P=60 s (*derived*)")
+    head += [f"jobtrigger / {labels[n]}" for n in peers]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for row in rows:
+        cells = [row.metric, *(row.cells[n] for n in cols)]
         if poll:
-            cells.append(fmt(vals["derived"], digits) if vals["derived"] == vals["derived"] else "")
-        jt = vals.get("jobtrigger", nan)
-        for n in peers:
-            cells.append("" if metric.startswith(("missing", "  (", "k8s")) else ratio(jt, vals[n]))
-        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+            cells.append(row.derived)
+        jt = row.values.get("jobtrigger", NAN)
+        cells += [ratio(jt, row.values.get(n, NAN)) if row.ratios else "" for n in peers]
+        lines.append("| " + " | ".join(cells) + " |")
 
     failed = [f"- **{r.name} failed**: {r.error}" for r in results if r.error]
     la0, la1 = info.get("loadavg_start", (0, 0, 0)), info.get("loadavg_end", (0, 0, 0))
     n_changes = ", ".join(f"{min(args.pool, int(r * args.seconds)) or 1} at {r:g}/s" for r in args.rate_list)
+    logs = (
+        "jobtrigger `--log-level warning`, kopf `--quiet` (which also stops kopf's Events)"
+        if args.quiet_logs
+        else "both at their default log level (info)"
+    )
     return "\n".join(
         [
             "## jobtrigger vs. peers (same run)",
@@ -597,31 +593,29 @@ def report(results: list[PeerResult], info: dict[str, Any], args: argparse.Names
             f"kube-controller-manager). jobtrigger {version('jobtrigger')}, kopf {version('kopf')}, "
             f"kubernetes_asyncio {version('kubernetes_asyncio')}, aiohttp {version('aiohttp')}.",
             "",
-            f"Each peer in its own namespace with {args.pool} labelled ConfigMaps, started after the previous one "
-            f"stopped; changes to distinct ConfigMaps ({n_changes}); latency = PATCH returned → Job ADDED seen by a "
-            "watch in the benchmark process. jobtrigger: one JobTrigger per ConfigMap (`fields: [data]`, cooldown 0s), "
-            "`--log-level warning`. kopf: `kopf run --standalone --quiet`, `@kopf.on.field('v1', 'configmaps', "
-            "field='data')`, defaults otherwise (annotation progress storage, Events, 0.1 s batch window). polling: "
-            "kube-changejob's approach (GET + SHA-256 of `data` per ConfigMap every P s, staggered, `generateName`).",
+            f"Each peer runs as its own process in its own namespace with {args.pool} labelled ConfigMaps, started "
+            f"after the previous one stopped; changes go to distinct ConfigMaps ({n_changes}); latency = PATCH "
+            "returned → Job ADDED seen by a watch in the benchmark process. jobtrigger: one JobTrigger per ConfigMap "
+            "(`fields: [data]`, cooldown 0s). kopf: `benchmarks/peers/kopf_operator.py` (`@kopf.on.field('v1', "
+            "'configmaps', field='data')`, Job named `<cm>-<resourceVersion>`) under `kopf run --standalone`, kopf "
+            "defaults otherwise (progress + diff-base annotations on the ConfigMap, 0.1 s batch window). polling: "
+            "`benchmarks/peers/polling.py`, kube-changejob's approach (GET + SHA-256 of `data` per ConfigMap every "
+            f"P s, staggered, `generateName`). Logging: {logs}.",
             "",
             *lines,
             "",
-            f"Ratios are jobtrigger ÷ peer (< 1: jobtrigger lower). API requests: `apiserver_request_total` "
-            f"(JSON requests) difference over the window minus the benchmark's own requests minus background "
-            f"({info.get('background_per_s', 0):.2f}/s with no peer); discovery (non-resource) requests are not in "
-            "that metric, a watch counts when it ends. *Derived* (not measured): P = 60 s latency = "
-            "pX·60 s + (measured P = 5 s mean − 2.5 s); requests = one GET per ConfigMap per 60 s + one create per "
-            "Job. kube-changejob itself also does a dry-run Job create per poll, so its real cost is higher.",
+            "Ratios are jobtrigger ÷ peer (below 1: jobtrigger lower). API requests: `apiserver_request_total` "
+            "(JSON requests) over the window, minus the benchmark's own requests, minus the background measured "
+            f"with no peer running ({info.get('background_per_s', 0):.2f}/s); discovery (non-resource) requests are "
+            "not in that metric, and a watch counts only when it ends. *Derived* (not measured): polling at "
+            "P = 60 s (kube-changejob's default): latency pX = X% of 60 s + (measured P = 5 s mean - 2.5 s); "
+            "requests = one GET per ConfigMap per 60 s + one create per Job. kube-changejob itself also makes a "
+            "dry-run Job create per poll, so its real request count is higher.",
             *(["", *failed] if failed else []),
             "",
             "Run: `.venv/bin/python -m benchmarks.compare` (prints this section; writes nothing).",
         ]
     )
-
-
-def _cpu_per_job(r: PeerResult) -> float:
-    jobs = sum(x.jobs for x in r.runs)
-    return 1000 * sum(x.window.cpu_s for x in r.runs) / jobs if jobs else float("nan")
 
 
 def ensure_kopf() -> None:
@@ -647,6 +641,9 @@ def main() -> int:
     p.add_argument("--background", type=float, default=10.0, help="no-peer background window (s)")
     p.add_argument("--settle-start", type=float, default=3.0, help="pause after ready before measuring (s)")
     p.add_argument("--ready-timeout", type=float, default=180.0)
+    p.add_argument(
+        "--quiet-logs", action="store_true", help="jobtrigger --log-level warning, kopf --quiet (default: defaults)"
+    )
     p.add_argument("--json", type=Path, help="also write the raw results here")
     p.add_argument("--quick", action="store_true", help="few changes, short windows: checks that it runs")
     args = p.parse_args()
@@ -677,7 +674,10 @@ def main() -> int:
                     "hwm_mib": r.hwm_mib,
                     "events": r.events,
                     "idle": vars(r.idle),
-                    "runs": [{**{k: v for k, v in vars(x).items() if k != "window"}, "window": vars(x.window)} for x in r.runs],
+                    "runs": [
+                        {**{k: v for k, v in vars(x).items() if k != "window"}, "window": vars(x.window)}
+                        for x in r.runs
+                    ],
                 }
                 for r in results
             ],

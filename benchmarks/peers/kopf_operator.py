@@ -39,9 +39,7 @@ async def disconnect(**_: Any) -> None:
 
 
 @kopf.on.field("v1", "configmaps", field="data", labels={LABEL_KEY: LABEL_VALUE})
-async def data_changed(
-    name: str, namespace: str, meta: kopf.Meta, body: kopf.Body, old: Any, **_: Any
-) -> None:
+async def data_changed(name: str, namespace: str, meta: kopf.Meta, body: kopf.Body, old: Any, **_: Any) -> None:
     if old is None:  # first sight (creation, or the operator's first start): a baseline, not a change
         return
     job: dict[str, Any] = {

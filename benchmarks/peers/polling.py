@@ -24,15 +24,29 @@ import signal
 import sys
 
 from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
 
 
 def digest(data: dict[str, str] | None) -> str:
     return hashlib.sha256(json.dumps(data or {}, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+class Baselines:
+    """Which ConfigMaps have their first hash; ``all`` is set once every one has."""
+
+    def __init__(self, names: list[str]):
+        self.missing = set(names)
+        self.all = asyncio.Event()
+        if not self.missing:
+            self.all.set()
+
+    def add(self, name: str) -> None:
+        self.missing.discard(name)
+        if not self.missing:
+            self.all.set()
+
+
 async def poll_one(
-    core: client.CoreV1Api, batch: client.BatchV1Api, ns: str, name: str, interval: float, image: str, ready: set[str]
+    core: client.CoreV1Api, batch: client.BatchV1Api, ns: str, name: str, interval: float, image: str, ready: Baselines
 ) -> None:
     await asyncio.sleep(random.uniform(0, interval))
     last: str | None = None
@@ -52,10 +66,9 @@ async def poll_one(
                 }
                 await batch.create_namespaced_job(ns, job)
             last = h
-            if name not in ready:
-                ready.add(name)
-        except ApiException as e:  # next poll retries (as a requeue would)
-            print(f"poll {name}: {e.status} {e.reason}", file=sys.stderr, flush=True)
+            ready.add(name)
+        except Exception as e:  # the next poll retries, as a requeue would
+            print(f"poll {name}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         await asyncio.sleep(interval)  # RequeueAfter: counted from the end of the reconcile
 
 
@@ -67,15 +80,19 @@ async def main_async(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with client.ApiClient() as api:
         core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
-        names = [cm.metadata.name for cm in (await core.list_namespaced_config_map(args.namespace, label_selector=args.selector)).items]
-        ready: set[str] = set()
+        listed = await core.list_namespaced_config_map(args.namespace, label_selector=args.selector)
+        names = [cm.metadata.name for cm in listed.items]
+        ready = Baselines(names)
         tasks = [
-            asyncio.create_task(poll_one(core, batch, args.namespace, n, args.interval, args.image, ready)) for n in names
+            asyncio.create_task(poll_one(core, batch, args.namespace, n, args.interval, args.image, ready))
+            for n in names
         ]
-        while len(ready) < len(names) and not stop.is_set():
-            await asyncio.sleep(0.1)
+        waiter = asyncio.create_task(ready.all.wait())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
         print(f"READY {len(names)}", flush=True)
-        await stop.wait()
+        await stopper
         for t in tasks:
             t.cancel()
         for t in tasks:

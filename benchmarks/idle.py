@@ -89,7 +89,7 @@ async def measure(n: int, kind: str, window: float, kubeconfig: str, kube: KubeC
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(  # noqa: ASYNC220
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",

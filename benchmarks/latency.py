@@ -206,8 +206,8 @@ async def main_async(args: argparse.Namespace) -> list[tuple[str, Run]]:
             with contextlib.suppress(ApiError):
                 await kube.create(f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}", jt_body(i))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        log = open(ROOT / "benchmarks" / ".controller.log", "wb")  # noqa: SIM115, ASYNC230
-        proc = subprocess.Popen(  # noqa: ASYNC220
+        log = open(ROOT / "benchmarks" / ".controller.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",

@@ -457,6 +457,16 @@ class Sync:
                 )
             scope = ScopeKey(gvr, namespace)
             out.append([Interest(scope, w.name, w.selector, normalize_paths(w.fields))])
+        pt = jt.spec.triggers.pods
+        if pt is not None and pt.namespace and pt.namespace != self.ns and not self.ctl.settings.allow_cross_namespace:
+            errors.append(
+                SpecError(
+                    "spec.triggers.pods.namespace",
+                    f"namespace {pt.namespace!r} is not the JobTrigger's namespace {self.ns!r}; the controller does "
+                    "not allow cross-namespace references (--allow-cross-namespace)",
+                )
+            )
+            reason = "Forbidden"
         return out, errors, reason
 
     async def _config_interests(self, jt: JobTrigger) -> list[list[Interest]]:

@@ -9,7 +9,7 @@ VENV    ?= .venv
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed
 
-.PHONY: demo test lint unit integration envtest venv crd image clean
+.PHONY: demo test lint unit integration envtest venv crd image docs clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,9 +36,13 @@ unit: venv
 integration: venv envtest
 	$(BIN)/pytest tests/integration -q
 
-test: venv envtest lint
+test: venv envtest lint docs
 	$(BIN)/pytest -q -ra --durations=10
 	bash hack/build-image.sh
+
+# the documentation site (mkdocs, strict: a broken link or anchor fails the build)
+docs: venv
+	$(BIN)/mkdocs build --strict --quiet
 
 # the container image, built offline with buildah and smoke-tested (hack/build-image.sh says how)
 image: venv

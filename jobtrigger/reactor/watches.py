@@ -68,6 +68,24 @@ class Scope:
     watcher: Watcher[Summary] | None = None
     task: asyncio.Task[None] | None = None
     config: tuple[tuple[str, ...], str | None, str | None] | None = None  # paths, labelSel, fieldSel
+    _index: tuple[dict[str, list[TriggerKey]], list[TriggerKey]] | None = None  # see candidates()
+
+    def candidates(self, name: str) -> list[tuple[TriggerKey, list[Interest]]]:
+        """The JobTriggers an event for object ``name`` may concern: those naming it, and those with a selector
+        (an index, so an event in a scope shared by thousands of JobTriggers by name costs a lookup)."""
+        by_name: dict[str, list[TriggerKey]] = {}
+        by_selector: list[TriggerKey] = []
+        if self._index is None:
+            for trigger, lst in self.interests.items():
+                for i in lst:
+                    if i.name is None:
+                        by_selector.append(trigger)
+                    else:
+                        by_name.setdefault(i.name, []).append(trigger)
+            self._index = (by_name, by_selector)
+        by_name, by_selector = self._index
+        keys = dict.fromkeys([*by_name.get(name, []), *by_selector])
+        return [(k, self.interests[k]) for k in keys if k in self.interests]
 
     def wanted_config(self) -> tuple[tuple[str, ...], str | None, str | None]:
         all_interests = [i for lst in self.interests.values() for i in lst]
@@ -114,11 +132,13 @@ class ResourceWatches:
         for sk in self._by_trigger.get(trigger, set()) - set(wanted):
             scope = self.scopes[sk]
             scope.interests.pop(trigger, None)
+            scope._index = None
             self._reconfigure(scope)
         for sk, lst in wanted.items():
             scope = self.scopes.setdefault(sk, Scope(sk))
             if scope.interests.get(trigger) != lst:
                 scope.interests[trigger] = lst
+                scope._index = None
                 self._reconfigure(scope)
         self._by_trigger[trigger] = set(wanted)
         if not wanted:
@@ -207,7 +227,7 @@ class ResourceWatches:
         new_labels = dict(new.labels) if new else {}
         old_h = old.hash_map() if old else {}
         new_h = new.hash_map() if new else {}
-        for trigger, interests in scope.interests.items():
+        for trigger, interests in scope.candidates(key[1]):
             for i in interests:
                 was, now = (
                     old is not None and i.matches(key, old_labels),
@@ -241,7 +261,13 @@ class ResourceWatches:
         if scope is None or scope.watcher is None:
             return {}
         out: dict[ObjectKey, dict[str, str]] = {}
-        for key, summary in scope.watcher.objects.items():
+        if interest.name is not None:
+            # by name: one lookup, not a scan of the scope (a namespace watch may hold thousands of objects)
+            key = (interest.scope.namespace or "", interest.name)
+            candidates = [(key, scope.watcher.objects[key])] if key in scope.watcher.objects else []
+        else:
+            candidates = list(scope.watcher.objects.items())
+        for key, summary in candidates:
             if interest.matches(key, dict(summary.labels)):
                 h = summary.hash_map()
                 out[key] = {p: h[p] for p in interest.paths if p in h}

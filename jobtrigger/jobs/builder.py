@@ -72,6 +72,7 @@ def build_job(
     spec: JobTriggerSpec,
     occurrence: Occurrence,
     created: str = "",
+    renames: dict[tuple[str, str], str] | None = None,
 ) -> dict[str, Any]:
     name = job_name(trigger_name, trigger_uid, occurrence.key)
     tmeta = spec.job_template.metadata
@@ -95,6 +96,8 @@ def build_job(
     template.setdefault("metadata", {}).setdefault("labels", {})[LABEL_OWNER] = trigger_name
     pod_spec = template.setdefault("spec", {})
     pod_spec.setdefault("restartPolicy", "Never")
+    if renames:
+        rename_references(job_spec, renames)
     if spec.output is not None:
         prepare_pod_spec(pod_spec, spec.output)  # termination messages carry the output (no sidecar)
 
@@ -173,28 +176,50 @@ def context_env(trigger_name: str, namespace: str, occurrence: Occurrence) -> li
     return env
 
 
-def config_references(job_spec: dict[str, Any]) -> list[tuple[str, str]]:
-    """The ConfigMaps and Secrets a Job template uses: ``[(kind, name)]``, sorted, from env ``valueFrom``,
-    ``envFrom``, volumes and projected volume sources (``rerunOnConfigChange`` watches these)."""
+def _ref_slots(job_spec: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """Every place a pod template names a ConfigMap or Secret: ``(kind, dict holding the name, name key)``."""
     pod = (job_spec.get("template") or {}).get("spec") or {}
-    refs: set[tuple[str, str]] = set()
-
-    def add(kind: str, name: Any) -> None:
-        if isinstance(name, str) and name:
-            refs.add((kind, name))
-
+    slots: list[tuple[str, dict[str, Any], str]] = []
     for c in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
         for e in c.get("env") or []:
             vf = e.get("valueFrom") or {}
-            add("ConfigMap", (vf.get("configMapKeyRef") or {}).get("name"))
-            add("Secret", (vf.get("secretKeyRef") or {}).get("name"))
+            if isinstance(vf.get("configMapKeyRef"), dict):
+                slots.append(("ConfigMap", vf["configMapKeyRef"], "name"))
+            if isinstance(vf.get("secretKeyRef"), dict):
+                slots.append(("Secret", vf["secretKeyRef"], "name"))
         for ef in c.get("envFrom") or []:
-            add("ConfigMap", (ef.get("configMapRef") or {}).get("name"))
-            add("Secret", (ef.get("secretRef") or {}).get("name"))
+            if isinstance(ef.get("configMapRef"), dict):
+                slots.append(("ConfigMap", ef["configMapRef"], "name"))
+            if isinstance(ef.get("secretRef"), dict):
+                slots.append(("Secret", ef["secretRef"], "name"))
     for v in pod.get("volumes") or []:
-        add("ConfigMap", (v.get("configMap") or {}).get("name"))
-        add("Secret", (v.get("secret") or {}).get("secretName"))
+        if isinstance(v.get("configMap"), dict):
+            slots.append(("ConfigMap", v["configMap"], "name"))
+        if isinstance(v.get("secret"), dict):
+            slots.append(("Secret", v["secret"], "secretName"))
         for src in (v.get("projected") or {}).get("sources") or []:
-            add("ConfigMap", (src.get("configMap") or {}).get("name"))
-            add("Secret", (src.get("secret") or {}).get("name"))
-    return sorted(refs)
+            if isinstance(src.get("configMap"), dict):
+                slots.append(("ConfigMap", src["configMap"], "name"))
+            if isinstance(src.get("secret"), dict):
+                slots.append(("Secret", src["secret"], "name"))
+    return slots
+
+
+def rename_references(job_spec: dict[str, Any], renames: dict[tuple[str, str], str]) -> None:
+    """Point references at other objects, e.g. a versioned output ``creds`` at its newest ``creds-v7``."""
+    for kind, holder, key in _ref_slots(job_spec):
+        new = renames.get((kind, str(holder.get(key))))
+        if new:
+            holder[key] = new
+
+
+def config_references(job_spec: dict[str, Any]) -> list[tuple[str, str]]:
+    """The ConfigMaps and Secrets a Job template uses: ``[(kind, name)]``, sorted, from env ``valueFrom``,
+    ``envFrom``, volumes and projected volume sources (``rerunOnConfigChange`` watches these)."""
+    return sorted(
+        {
+            (kind, name)
+            for kind, holder, key in _ref_slots(job_spec)
+            if isinstance(name := holder.get(key), str) and name
+        }
+    )

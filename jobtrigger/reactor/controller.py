@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from jobtrigger import metrics
-from jobtrigger.api.models import API_VERSION, GROUP, PLURAL, VERSION, JobTrigger, ResourceHash
+from jobtrigger.api.models import API_VERSION, GROUP, PLURAL, VERSION, JobTrigger, LabelSelector, ResourceHash
 from jobtrigger.api.validation import SpecError, parse_duration, parse_jobtrigger
 from jobtrigger.jobs import output
 from jobtrigger.jobs.builder import (
@@ -474,9 +474,39 @@ class Sync:
         if not jt.spec.rerun_on_config_change:
             return []
         out = []
+        paths = normalize_paths(["data", "binaryData"])
         for kind, name in config_references(jt.spec.job_template.spec):
             gvr = await self.ctl.discovery.resolve("v1", kind)
-            out.append([Interest(ScopeKey(gvr, self.ns), name, None, normalize_paths(["data", "binaryData"]))])
+            scope = ScopeKey(gvr, self.ns)
+            # the object itself, and the versions of a versioned output of that name (a new version = a change)
+            family = LabelSelector(match_labels={output.LABEL_OUTPUT_OF: output.label_value(name)})
+            out.append([Interest(scope, name, None, paths), Interest(scope, None, family, paths)])
+        return out
+
+    async def _renames(self, jt: JobTrigger) -> dict[tuple[str, str], str]:
+        """Template references to a versioned output ``X`` -> its newest ``X-vN`` (QuarksJob's versioned secrets).
+        One labelled LIST per kind, only when the template references ConfigMaps/Secrets."""
+        refs = config_references(jt.spec.job_template.spec)
+        out: dict[tuple[str, str], str] = {}
+        for kind in sorted({k for k, _ in refs}):
+            names = {output.label_value(n): n for k, n in refs if k == kind}
+            resource = "secrets" if kind == "Secret" else "configmaps"
+            selector = f"{output.LABEL_OUTPUT_OF} in ({','.join(sorted(names))})"
+            try:
+                got = await self.ctl.kube.get(f"/api/v1/namespaces/{self.ns}/{resource}", labelSelector=selector)
+            except ApiError as e:
+                if e.status == 403:
+                    continue  # not allowed to list them: references stay as written
+                raise
+            families: dict[str, list[JSON]] = defaultdict(list)
+            for obj in got.get("items") or []:
+                value = ((obj.get("metadata") or {}).get("labels") or {}).get(output.LABEL_OUTPUT_OF)
+                if value in names:
+                    families[names[value]].append(obj)
+            for name, objs in families.items():
+                newest = output.newest_version(objs)
+                if newest:
+                    out[(kind, name)] = newest
         return out
 
     async def _validate_job_template(self, jt: JobTrigger) -> list[SpecError]:
@@ -846,6 +876,7 @@ class Sync:
             spec=jt.spec,
             occurrence=dataclasses.replace(occurrence, mounts=self.mounts),
             created=_ts(self.now),
+            renames=await self._renames(jt) if config_references(jt.spec.job_template.spec) else None,
         )
         name = job["metadata"]["name"]
         created = True

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from jobtrigger.kube.client import ApiError, KubeClient
-from tests.integration.conftest import Runner, create_jt, finish_job_pods, get_jt, wait_for, wait_ready
+from tests.integration.conftest import Runner, create_jt, finish_job_pods, get_jt, wait_for, wait_jobs, wait_ready
 from tests.integration.test_concurrency import request_run
 
 
@@ -161,3 +161,53 @@ async def test_logs_through_the_seam(kube: KubeClient, namespace: str, runner: R
     await run_and_finish(kube, namespace, "t", "x", {})
     cm = await kube.get(f"/api/v1/namespaces/{namespace}/configmaps/logs")
     assert cm["data"] == {"main": "log of main\n"} and calls and calls[0][1] == "main"
+
+
+async def test_consumers_get_the_newest_version_and_rerun_on_a_new_one(
+    kube: KubeClient, namespace: str, runner: Runner
+) -> None:
+    """QuarksJob Q3/Q5: a Job that references the versioned output `db-creds` gets the newest `db-creds-vN`, and a
+    new version re-runs it (rerunOnConfigChange)."""
+    await create_jt(
+        kube,
+        namespace,
+        "producer",
+        {"manual": {}},
+        jobTemplate=template("main"),
+        output={
+            "source": "Files",
+            "kind": "Secret",
+            "name": "x",
+            "versioned": True,
+            "outputMap": {"main": {"creds.json": "db-creds"}},
+        },
+    )
+    await wait_ready(kube, namespace, "producer")
+    await run_and_finish(kube, namespace, "producer", "r1", {"main": json.dumps({"creds.json": {"p": "1"}})})
+    consumer = {
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "use", "image": "busybox", "volumeMounts": [{"name": "c", "mountPath": "/c"}]}
+                    ],
+                    "volumes": [{"name": "c", "secret": {"secretName": "db-creds"}}],
+                }
+            },
+        }
+    }
+    await create_jt(
+        kube, namespace, "consumer", {"schedule": {"cron": "@once"}}, jobTemplate=consumer, rerunOnConfigChange=True
+    )
+
+    def secret_of(job: dict[str, Any]) -> str:
+        return str(job["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"])
+
+    jobs = await wait_jobs(kube, namespace, "consumer", 1)
+    assert secret_of(jobs[0]) == "db-creds-v1"
+    await wait_ready(kube, namespace, "consumer")
+    await run_and_finish(kube, namespace, "producer", "r2", {"main": json.dumps({"creds.json": {"p": "2"}})})
+    jobs = await wait_jobs(kube, namespace, "consumer", 2)
+    assert secret_of(jobs[1]) == "db-creds-v2"
+    assert jobs[1]["metadata"]["labels"]["jobtrigger.dev/trigger"] == "config"

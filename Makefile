@@ -42,7 +42,7 @@ test: venv envtest lint docs
 
 # the documentation site (mkdocs, strict: a broken link or anchor fails the build)
 docs: venv
-	$(BIN)/mkdocs build --strict --quiet
+	$(BIN)/mkdocs build --strict
 
 # the container image, built offline with buildah and smoke-tested (hack/build-image.sh says how)
 image: venv

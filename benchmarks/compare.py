@@ -598,7 +598,8 @@ def report(results: list[PeerResult], info: dict[str, Any], args: argparse.Names
             "returned → Job ADDED seen by a watch in the benchmark process. jobtrigger: one JobTrigger per ConfigMap "
             "(`fields: [data]`, cooldown 0s). kopf: `benchmarks/peers/kopf_operator.py` (`@kopf.on.field('v1', "
             "'configmaps', field='data')`, Job named `<cm>-<resourceVersion>`) under `kopf run --standalone`, kopf "
-            "defaults otherwise (progress + diff-base annotations on the ConfigMap, 0.1 s batch window). polling: "
+            "defaults otherwise (progress + diff-base annotations on the ConfigMap; no Events for handler results). "
+            "polling: "
             "`benchmarks/peers/polling.py`, kube-changejob's approach (GET + SHA-256 of `data` per ConfigMap every "
             f"P s, staggered, `generateName`). Logging: {logs}.",
             "",

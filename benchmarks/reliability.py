@@ -126,7 +126,8 @@ class ControllerProcess:
         """Spawn the process (returns at once; see :meth:`wait_ready`)."""
         assert not self.running, "already running"
         if self._log is None:
-            self._log = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 (closed in close(); a local file)
+            # closed in close(); a local file, opened once
+            self._log = open(self.log_path, "ab")  # noqa: SIM115
         self.port = free_port()
         self._log.write(f"\n===== start #{self.starts + 1} on port {self.port} =====\n".encode())
         self._log.flush()
@@ -478,7 +479,9 @@ class StreamResult:
     apiserver_restarts: int = 0
     latencies: list[float] = field(default_factory=list)  # change PATCH returned -> its Job seen (s)
     ready_after_start: list[float] = field(default_factory=list)
-    exists_recoveries: int = 0  # jobs_created_total{result="exists"}, summed over processes (scraped)
+    #: jobs_created_total{result="exists"} per trigger, summed over the processes scraped before their kill (a lower
+    #: bound). For pods most are the deliberate overlap after a restart (transitions since the watermark - 30 s).
+    exists: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     stream_seconds: float = 0.0
@@ -487,13 +490,17 @@ class StreamResult:
     def ok(self) -> bool:
         return not self.problems
 
+    def add_exists(self, metrics_text: str) -> None:
+        for trigger, n in _exists_by_trigger(metrics_text).items():
+            self.exists[trigger] = self.exists.get(trigger, 0) + n
+
     def summary(self) -> str:
         c = self.config
         return (
             f"{sum(self.changes.values())} changes over {c.configmaps} ConfigMaps -> {sum(self.jobs.values())} Jobs; "
             f"{self.pods_created} pods -> {self.pod_jobs} Created Jobs; {len(self.kills)} SIGKILLs "
             f"({', '.join(self.kills) or '-'}), {self.in_window} between a Job create and its status write; "
-            f"{self.apiserver_restarts} apiserver restart(s); AlreadyExists recoveries >= {self.exists_recoveries}; "
+            f"{self.apiserver_restarts} apiserver restart(s); AlreadyExists (scraped) {self.exists or '-'}; "
             f"change->Job p50 {pct(self.latencies, 50) * 1000:.0f} ms, max {max(self.latencies or [0]):.2f} s; "
             f"stream {self.stream_seconds:.1f} s, total {self.seconds:.1f} s; problems: {len(self.problems)}"
         )
@@ -510,12 +517,14 @@ async def setup_stream(kube: KubeClient, ns: str, configmaps: int, history: int 
     return [*names, POD_TRIGGER]
 
 
-def _exists_total(metrics_text: str) -> int:
-    n = 0
+def _exists_by_trigger(metrics_text: str) -> dict[str, int]:
+    """``jobtrigger_jobs_created_total{result="exists"}`` per trigger: occurrences whose Job was already there."""
+    out: dict[str, int] = {}
     for line in metrics_text.splitlines():
         if line.startswith("jobtrigger_jobs_created_total{") and 'result="exists"' in line:
-            n += int(float(line.rsplit(" ", 1)[1]))
-    return n
+            trigger = line.split('trigger="', 1)[1].split('"', 1)[0]
+            out[trigger] = out.get(trigger, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return out
 
 
 async def _in_window(kube: KubeClient, ns: str, configmaps: int) -> int:
@@ -629,7 +638,8 @@ async def run_stream(
                     await tracker.next_job(timeout=10)
                 else:
                     await asyncio.sleep(delay)
-            res.exists_recoveries += _exists_total(await proc.metrics()) if mode == "random" else 0
+            if mode == "random":
+                res.add_exists(await proc.metrics())
             await proc.kill()
             await proc.start()  # right away; measure while the new process is still importing
             res.kills.append(mode)
@@ -670,14 +680,14 @@ async def run_stream(
     await asyncio.sleep(cfg.quiet)
     before = tracker.total()
     if cfg.final_restart:
-        res.exists_recoveries += _exists_total(await proc.metrics())
+        res.add_exists(await proc.metrics())
         await proc.kill()
         await proc.start()
         res.ready_after_start.append(await proc.wait_ready())
         await asyncio.sleep(cfg.quiet)
         if tracker.total() != before:
             res.problems.append(f"the final restart created {tracker.total() - before} Job(s)")
-    res.exists_recoveries += _exists_total(await proc.metrics())
+    res.add_exists(await proc.metrics())
     res.problems += await verify_stream(kube, ns, tracker, res)
     await tracker.stop()
     res.seconds = time.monotonic() - t_begin
@@ -755,6 +765,7 @@ class SoakResult:
     pods: int = 0
     pod_jobs: int = 0
     completed: int = 0  # Jobs the benchmark marked complete (the controller prunes them)
+    jobs_left: int = 0  # Jobs still there at the end (history 3 per JobTrigger)
     samples: list[tuple[float, int]] = field(default_factory=list)  # (s since start, RSS KiB)
     baseline_kib: int = 0
     peak_kib: int = 0
@@ -865,6 +876,11 @@ async def run_soak(
     for o in owners:
         if tracker.count(o) != want[o]:
             res.problems.append(f"{o}: {tracker.count(o)} Jobs for {want[o]} changes/pods")
+    left = await kube.get(jobs_path(ns), labelSelector=LABEL_OWNER)
+    res.jobs_left = len(left.get("items") or [])
+    bound = (configmaps + 1) * (history + 2)
+    if res.jobs_left > bound:
+        res.problems.append(f"{res.jobs_left} Jobs left, more than history {history} per JobTrigger allows (~{bound})")
     res.jobs = sum(tracker.count(f"t-{i}") for i in range(configmaps))
     res.pod_jobs = tracker.count(POD_TRIGGER)
     await tracker.stop()
@@ -912,7 +928,10 @@ def stream_markdown(res: StreamResult) -> str:
             f"{len(res.kills)} ({', '.join(res.kills) or '-'})" + (" + 1 final" if c.final_restart else ""),
         ),
         ("kills between a Job create and its status write", f"{res.in_window}"),
-        ("AlreadyExists recoveries (scraped, lower bound)", f"{res.exists_recoveries}"),
+        (
+            "AlreadyExists on create (scraped, lower bound)",
+            ", ".join(f"{k} {v}" for k, v in sorted(res.exists.items())) or "0",
+        ),
         ("kube-apiserver restarts", f"{res.apiserver_restarts}"),
         (
             "change -> Job p50 / p90 / max",
@@ -933,7 +952,7 @@ def soak_markdown(res: SoakResult) -> str:
         ("changes / their Jobs", f"{res.changes} / {res.jobs}"),
         ("ticks skipped (previous Job not seen yet)", f"{res.skipped_ticks}"),
         ("pods / Created Jobs", f"{res.pods} / {res.pod_jobs}"),
-        ("Jobs completed by the benchmark (pruned by the controller)", f"{res.completed}"),
+        ("Jobs completed by the benchmark / left after pruning", f"{res.completed} / {res.jobs_left}"),
         ("RSS at end of warm-up", f"{res.baseline_kib / 1024:.1f} MiB (warm-up {res.warmup:.0f} s)"),
         ("RSS peak after warm-up", f"{res.peak_kib / 1024:.1f} MiB"),
         (

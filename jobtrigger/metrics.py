@@ -1,4 +1,4 @@
-"""Prometheus metrics (served on the controller's HTTP server; see docs/metrics.md)."""
+"""Prometheus metrics (served on the controller's HTTP server; see docs/operations.md)."""
 
 from __future__ import annotations
 

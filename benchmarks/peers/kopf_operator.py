@@ -2,9 +2,10 @@
 
 Watches ConfigMaps that carry a label and, when their ``data`` changes, creates a batch/v1 Job named after the
 ConfigMap and its resourceVersion (so a retried handler cannot create the same Job twice). Kopf defaults are
-kept on purpose (progress/diff-base annotations on the ConfigMap, k8s Events for handler results, 0.1 s batch
-window), because that is what such an operator does in practice. The Job is created with the async Kubernetes
-client the project already ships (``kubernetes_asyncio``, same API as the official ``kubernetes`` package).
+kept on purpose (handler progress and the diff base are stored as annotations on the ConfigMap itself, i.e. one
+extra PATCH per change; handler log lines are not posted as Events in kopf 1.45), because that is what such an
+operator does in practice. The Job is created with the async Kubernetes client the project already ships
+(``kubernetes_asyncio``, same generated API as the official ``kubernetes`` package).
 
     KUBECONFIG=... python -m kopf run --standalone --namespace NS benchmarks/peers/kopf_operator.py
 

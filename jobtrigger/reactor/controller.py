@@ -680,12 +680,15 @@ class Sync:
                     first += pods.deleted(uid, when=when, key=(pt.namespace or self.ns, ""))
             pw.put_back(self.key, first)
             pw.initialized.add(self.key)
+        if jt.spec.suspend:
+            self._pending("pods: suspended")  # transitions wait in the inbox; the watermark stays
+            return
         todo = pw.take(self.key)
         for i, t in enumerate(todo):
             occurrence = Occurrence(
                 trigger="pods",
                 key=t.occurrence,
-                reason=t.reason,
+                reason=f"pod {t.namespace}/{t.name or t.uid}: {t.reason}",
                 env=tuple(pods.pod_env(t)),
                 labels=((LABEL_AFFECTED_POD, t.name[:63].rstrip("-.") if t.name else t.uid),),
             )
@@ -697,7 +700,8 @@ class Sync:
             if not ran:
                 pw.put_back(self.key, todo[i:])  # Queue / cap: the rest waits for the active Job
                 return
-        self.status["podWatermark"] = watermark
+        if not pw.errors(self.key):  # a broken watch may be missing events: keep the old watermark
+            self.status["podWatermark"] = watermark
         if "Deleted" in when:
             self.status["podUIDs"] = sorted(s.uid for s in pw.current(self.key).values())[:MAX_POD_UIDS]
         else:
@@ -913,7 +917,7 @@ class Sync:
         if last in jobs:
             self.status["lastJobStatus"] = jobs[last].state
         if jt.spec.output is not None:
-            for name, summary in sorted(jobs.items()):
+            for name, summary in sorted(jobs.items(), key=lambda kv: (kv[1].created, kv[0])):
                 if summary.state != "Active" and not summary.output:
                     await self._persist_output(jt, name, summary)
             # every finished Job has its output handled now (an error aborts the sync before pruning), so even
@@ -1005,20 +1009,29 @@ class Sync:
                         elif a.error:
                             problems.append(f"{a.name}: {a.reason}")
                 except ApiError as e:
-                    if e.status in (0, 409, 429) or e.status >= 500:
-                        raise  # transient or a race: retry the sync
+                    transient = e.status in (0, 429) or e.status >= 500
+                    if transient or (e.status == 409 and e.k8s_reason != "AlreadyExists"):
+                        raise  # transient or an update race: retry the sync
                     # e.g. 403 (the chart's output.enabled is false) or 422: report it, do not retry forever
                     problems.append(f"{target}: {e.status} {e.message}")
             result = "failed" if problems and not written else "written" if written else "skipped"
             if problems:
                 await self.ctl.events.emit(self.obj, "Warning", "OutputFailed", f"Job {job}: {'; '.join(problems)}")
                 self.status["lastOutputError"] = f"Job {job}: {'; '.join(problems)}"[:1024]
-            elif written:
+            else:
                 self.status["lastOutputError"] = None
-                await self.ctl.events.emit(self.obj, "Normal", "OutputWritten", f"Job {job}: output written")
-        await kube.merge_patch(
-            f"{JOBS_PATH}/namespaces/{self.ns}/jobs/{job}", {"metadata": {"annotations": {ANNOTATION_OUTPUT: result}}}
-        )
+                if written:
+                    await self.ctl.events.emit(self.obj, "Normal", "OutputWritten", f"Job {job}: output written")
+        try:
+            await kube.merge_patch(
+                f"{JOBS_PATH}/namespaces/{self.ns}/jobs/{job}",
+                {"metadata": {"annotations": {ANNOTATION_OUTPUT: result}}},
+            )
+        except ApiError as e:
+            if e.status != 403:
+                raise
+            # not allowed to mark the Job (the chart's output.enabled is false): remember it in memory only
+            self.status["lastOutputError"] = f"Job {job}: cannot record the output state: {e.message}"[:1024]
         self.ctl.jobs.objects[(self.ns, job)] = dataclasses.replace(summary, output=result)
 
     # ---------------------------------------------------------------- status

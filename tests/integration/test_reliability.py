@@ -8,6 +8,7 @@ no pods for them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -30,6 +31,7 @@ from tests.integration.conftest import (
     Runner,
     condition,
     create_cm,
+    get_jt,
     jobs_of,
     jt_path,
     patch_cm,
@@ -199,8 +201,12 @@ def invalid_branches() -> list[st.SearchStrategy[Case]]:
                 st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=16).filter(
                     lambda s: any(c in s for c in " ?#%\\@:;,") and s.strip()
                 ),
-                st.sampled_from(["v1/../v1", "../../api/v1", "apps/v1/..", "v1?watch=1", "//v1", "v1#x"]),
+                st.sampled_from(["v1?watch=1", "//v1", "v1#x", "v1 ", " v1"]),
             ),
+        ),
+        st.builds(
+            lambda av: Case("apiVersion with dot segments", spec(watching(cm(apiVersion=av))), "watch[0]"),
+            st.sampled_from(["../../api/v1", "x/../../api/v1", "apps/../v1"]),
         ),
         st.builds(
             lambda good, bad, at: Case(
@@ -353,8 +359,8 @@ def invalid_branches() -> list[st.SearchStrategy[Case]]:
             lambda n, env, bad: Case(
                 "huge template (dry run)", spec(watching(cm()), huge_template(n, env, bad)), "spec.jobTemplate"
             ),
-            st.integers(40, 120),
-            st.integers(20, 60),
+            st.integers(150, 250),  # 0.5-1.2 MB: etcd's limit is 1.5 MiB
+            st.integers(45, 60),
             BAD_CONTAINER_NAME,
         ),
         # the CRD schema should refuse these already (422): counted separately
@@ -362,8 +368,43 @@ def invalid_branches() -> list[st.SearchStrategy[Case]]:
             lambda d: Case("cooldown pattern", spec(watching(cm(), cooldown=d)), "cooldown", schema=True),
             st.text(max_size=8).filter(lambda s: not re.fullmatch(DURATION_PATTERN, s)),
         ),
-        st.sampled_from(
-            [
+        # numbers the schema allows but no clock can hold
+        st.builds(
+            lambda n, unit: Case("cooldown overflow", spec(watching(cm(), cooldown=f"{n}{unit}")), "cooldown"),
+            st.integers(10**15, 10**40),
+            st.sampled_from(["h", "m", "s"]),
+        ),
+        st.builds(
+            lambda n: Case(
+                "startingDeadlineSeconds overflow",
+                spec({"schedule": {"cron": "* * * * *", "startingDeadlineSeconds": n}}),
+                "startingDeadlineSeconds",
+            ),
+            st.integers(10**14, 2**62),
+        ),
+        # label selectors the API server cannot parse (or parses differently)
+        st.builds(
+            lambda labels, pods: Case(
+                "unparsable label selector",
+                spec({"pods": {"selector": {"matchLabels": labels}, "when": ["Created"]}})
+                if pods
+                else spec(watching({"apiVersion": "v1", "kind": "Secret", "selector": {"matchLabels": labels}})),
+                "selector",
+            ),
+            st.sampled_from([{"bad key": "x"}, {"app": "a,b"}, {"app": "x y"}, {"app": "v" * 64}, {"a/b/c": "x"}]),
+            st.booleans(),
+        ),
+        st.builds(
+            lambda ns: Case(
+                "pods cross-namespace",
+                spec({"pods": {"selector": {"matchLabels": {"a": "b"}}, "namespace": ns, "when": ["Created"]}}),
+                "pods.namespace",
+            ),
+            st.sampled_from(["default", "kube-system"]),
+        ),
+        *(
+            st.just(c)
+            for c in [
                 Case(
                     "schema",
                     spec({"pods": {"selector": {"matchLabels": {"a": "b"}}, "when": ["Exploded"]}}),
@@ -448,9 +489,31 @@ VALID = {
 }
 
 
+#: categories the controller does not refuse yet; each has a strict xfail test below (remove it from here once fixed)
+KNOWN_GAPS = {
+    "cooldown overflow",
+    "startingDeadlineSeconds overflow",
+    "unparsable label selector",
+    "apiVersion with dot segments",
+}
+
+
+def _refused(case: Case, c: dict[str, Any] | None) -> bool:
+    message = (c or {}).get("message", "")
+    return (
+        c is not None
+        and c.get("status") == "False"
+        and ("spec." in message or "metadata." in message)
+        and case.expect in message
+    )
+
+
 async def test_bad_input_is_refused_field_by_field_and_harms_nothing(
     kube: KubeClient, namespace: str, runner: Runner
 ) -> None:
+    """~60 generated invalid JobTriggers next to 3 valid ones, one in-process controller: each invalid one is
+    Ready=False naming the field (or refused by the CRD schema with 422), the controller keeps running, and the
+    valid ones fire on changes made after all the bad input."""
     t0 = time.monotonic()
     for i, name in enumerate(["good-0", "good-1", "good-2"]):
         await create_cm(kube, namespace, name, {"v": "0"}, labels={"good": "1"} if i == 1 else {"good": "no"})
@@ -488,55 +551,164 @@ async def test_bad_input_is_refused_field_by_field_and_harms_nothing(
 
     async def all_refused() -> dict[str, dict[str, Any] | None] | None:
         now = await outcome()
-        done = all(c is not None and c.get("status") == "False" for c in now.values())
+        expected = [n for n, case in created.items() if case.category not in KNOWN_GAPS]
+        done = all((c := now.get(n)) is not None and c.get("status") == "False" for n in expected)
         return now if done else None
 
-    try:
-        conditions = await wait_for(all_refused, "every invalid JobTrigger Ready=False", timeout=25)
-    except AssertionError:
-        conditions = await outcome()
+    with contextlib.suppress(AssertionError):  # judged case by case below
+        await wait_for(all_refused, "every invalid JobTrigger Ready=False", timeout=20)
     t_refused = time.monotonic()
-
-    failures = []
-    for name, case in created.items():
-        c = conditions.get(name)
-        message = (c or {}).get("message", "")
-        ok = (
-            c is not None
-            and c.get("status") == "False"
-            and ("spec." in message or "metadata." in message)
-            and case.expect in message
-        )
-        if not ok:
-            failures.append(f"{name} [{case.category}] want Ready=False naming {case.expect!r}; got {c}")
 
     # the controller is alive and the valid JobTriggers still work, on changes made after all the bad input
     assert runner.task is not None and not runner.task.done(), "the controller task ended"
-    await patch_cm(kube, namespace, "good-0", {"data": {"v": "1"}})
-    await patch_cm(kube, namespace, "good-1", {"data": {"v": "1"}})
-    await patch_cm(kube, namespace, "good-2", {"data": {"v": "1"}})
+    for name in ["good-0", "good-1", "good-2"]:
+        await patch_cm(kube, namespace, name, {"data": {"v": "1"}})
     for name in VALID:
         await wait_jobs(kube, namespace, name, 1, timeout=20)
-    stray = [n for n in created if await jobs_of(kube, namespace, n)]
     assert runner.task is not None and not runner.task.done(), "the controller task ended"
+    jobs = await kube.get(f"/apis/batch/v1/namespaces/{namespace}/jobs", labelSelector="jobtrigger.dev/owner")
+    stray = sorted({j["metadata"]["labels"]["jobtrigger.dev/owner"] for j in jobs["items"]} & set(created))
 
+    conditions = await outcome()
+    failures, gaps = [], []
+    for name, case in created.items():
+        c = conditions.get(name)
+        if not _refused(case, c):
+            line = f"{name} [{case.category}] want Ready=False naming {case.expect!r}; got {c}"
+            (gaps if case.category in KNOWN_GAPS else failures).append(line)
     by_category: dict[str, int] = {}
     for case in cases:
         by_category[case.category] = by_category.get(case.category, 0) + 1
     print(
-        f"\nbad input: {len(cases)} cases tried, {len(created)} accepted by the API server and refused by the "
-        f"controller ({len(created) - len(failures)} as expected), {len(schema_rejected)} rejected by the schema "
-        f"(422); all applied in {t_applied - t0:.1f}s, refused {t_refused - t_applied:.1f}s later; "
-        f"3 valid JobTriggers fired; total {time.monotonic() - t0:.1f}s"
+        f"\nbad input: {len(cases)} cases tried: {len(schema_rejected)} rejected by the schema (422), "
+        f"{len(created)} accepted by the API server, of which {len(created) - len(failures) - len(gaps)} refused "
+        f"by the controller naming the field, {len(gaps)} known gaps, {len(failures)} failures; applied in "
+        f"{t_applied - t0:.1f}s, settled {t_refused - t_applied:.1f}s later; the 3 valid JobTriggers fired; "
+        f"total {time.monotonic() - t0:.1f}s"
     )
     print("  per category:", by_category)
     for case, message in schema_rejected:
         if not case.schema:
-            print(f"  (schema rejected a controller-level case) [{case.category}] {message[:160]}")
-    schema_passed = [n for n, c in created.items() if c.schema]
+            print(f"  (rejected by the schema though the controller would check it) [{case.category}] {message[:120]}")
+    schema_passed = [f"{n} [{c.category}]" for n, c in created.items() if c.schema]
     if schema_passed:
-        print("  accepted by the schema though expected 422 (the controller refused them):", schema_passed)
-    for f in failures:
-        print("  FAIL", f[:300])
+        print("  accepted by the schema though expected 422 (then refused by the controller):", schema_passed)
+    for line in gaps:
+        print("  KNOWN GAP", line[:240])
+    for line in failures:
+        print("  FAIL", line[:300])
     assert not stray, f"invalid JobTriggers created Jobs: {stray}"
     assert not failures, f"{len(failures)} invalid JobTrigger(s) not refused as expected:\n" + "\n".join(failures)
+
+
+# --------------------------------------------------------------------------------------------- known gaps
+# Each of these fails today (strict xfail: the suite turns red once one is fixed, so the marker gets removed).
+
+
+async def _create(kube: KubeClient, ns: str, name: str, body: dict[str, Any]) -> None:
+    await kube.create(
+        jt_path(ns),
+        {"apiVersion": "jobtrigger.dev/v1alpha1", "kind": "JobTrigger", "metadata": {"name": name}, "spec": body},
+    )
+
+
+async def _ready_condition(kube: KubeClient, ns: str, name: str, timeout: float) -> dict[str, Any] | None:
+    """The Ready condition once the controller wrote one (None if it never does within ``timeout``)."""
+
+    async def probe() -> dict[str, Any] | None:
+        return condition(await get_jt(kube, ns, name))
+
+    try:
+        return await wait_for(probe, f"a Ready condition on {name}", timeout=timeout)
+    except AssertionError:
+        return None
+
+
+GAPS = [
+    pytest.param(
+        spec(watching(cm(), cooldown="1000000000000000h")),
+        "spec.triggers.resources.cooldown",
+        id="cooldown-beyond-timedelta",
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="parse_duration raises OverflowError (not ValueError): validate_spec crashes, sync retries forever",
+        ),
+    ),
+    pytest.param(
+        spec({"schedule": {"cron": "* * * * *", "startingDeadlineSeconds": 10**14}}),
+        "spec.triggers.schedule.startingDeadlineSeconds",
+        id="startingDeadlineSeconds-beyond-timedelta",
+        marks=pytest.mark.xfail(
+            strict=True, reason="schedule.decide: timedelta(seconds=10**14) raises OverflowError on every sync"
+        ),
+    ),
+    pytest.param(
+        spec(watching({"apiVersion": "v1", "kind": "Secret", "selector": {"matchLabels": {"bad key": "x"}}})),
+        "spec.triggers.resources.watch[0].selector",
+        id="unparsable-label-selector",
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="label keys/values are not validated: Ready=False WatchFailed with the server's 400, no field "
+            "named, and the LIST is retried forever",
+        ),
+    ),
+    pytest.param(
+        spec(watching(cm(apiVersion="../../api/v1"))),
+        "spec.triggers.resources.watch[0].apiVersion",
+        id="apiVersion-dot-segments",
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="apiVersion is put into URL paths unchecked: '../../api/v1' is normalized to /api/v1, accepted",
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), GAPS)
+async def test_known_gap_is_refused_naming_the_field(
+    kube: KubeClient, namespace: str, runner: Runner, body: dict[str, Any], field: str
+) -> None:
+    await _create(kube, namespace, "t", body)
+    c = await _ready_condition(kube, namespace, "t", timeout=5)
+    assert c is not None, "no Ready condition at all: the sync fails on every attempt"
+    assert c["status"] == "False" and field in c["message"], c
+
+
+@pytest.mark.xfail(strict=True, reason="a huge but parseable cooldown passes validation; last run + cooldown overflows")
+async def test_known_gap_huge_cooldown_keeps_deferring(kube: KubeClient, namespace: str, runner: Runner) -> None:
+    """cooldown 999999999999s (31,700 years) is accepted; after the first run every sync raises OverflowError
+    (``last_triggered + cooldown``), so the deferred change is never reported in status.pending."""
+    await create_cm(kube, namespace, "cfg", {"v": "0"})
+    await _create(kube, namespace, "t", spec(watching(cm(name="cfg"), cooldown="999999999999s")))
+    await wait_ready(kube, namespace, "t")
+    await patch_cm(kube, namespace, "cfg", {"data": {"v": "1"}})
+    await wait_jobs(kube, namespace, "t", 1)
+    await patch_cm(kube, namespace, "cfg", {"data": {"v": "2"}})
+
+    async def pending() -> str | None:
+        return (await get_jt(kube, namespace, "t")).get("status", {}).get("pending")
+
+    await wait_for(pending, "status.pending (cooldown)", timeout=5)
+
+
+@pytest.mark.xfail(strict=True, reason="matchLabels values are pasted into labelSelector: 'a,b' selects app=a AND b")
+async def test_known_gap_selector_value_with_a_comma_selects_other_pods(
+    kube: KubeClient, namespace: str, runner: Runner
+) -> None:
+    """A label value cannot contain a comma, so ``matchLabels: {app: "a,b"}`` matches no pod. The pod trigger passes
+    it to the server as ``labelSelector=app=a,b`` (= app=a AND label b exists) and runs Jobs for such pods."""
+    await _create(
+        kube, namespace, "t", spec({"pods": {"selector": {"matchLabels": {"app": "a,b"}}, "when": ["Created"]}})
+    )
+    c = await _ready_condition(kube, namespace, "t", timeout=5)
+    await kube.create(
+        f"/api/v1/namespaces/{namespace}/pods",
+        {
+            "metadata": {"name": "p", "labels": {"app": "a", "b": "x"}},
+            "spec": {"containers": [{"name": "m", "image": "b"}]},
+        },
+    )
+    await asyncio.sleep(2)
+    jobs = await jobs_of(kube, namespace, "t")
+    assert not jobs, f"a Job ran for pod p (labels app=a, b=x); Ready condition: {c}"
+    assert c is not None and c["status"] == "False" and "spec.triggers.pods.selector" in c["message"], c

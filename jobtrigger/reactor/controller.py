@@ -186,7 +186,7 @@ class Controller:
         # our last status write per JobTrigger, until the watch has it
         self._written: dict[TriggerKey, JSON] = {}
         # Jobs we created that the Job watch has not shown yet (for concurrencyPolicy)
-        self._created: dict[TriggerKey, set[str]] = {}
+        self._created: dict[TriggerKey, dict[str, str]] = {}  # JobTrigger -> {Job name: uid ("" if unknown)}
         # JobTriggers waiting for the controller-wide cap; woken when any Job finishes
         self.capped: set[TriggerKey] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -255,7 +255,7 @@ class Controller:
             self.queue.add((key[0], old.owner))
         if new is not None:
             self._jobs_by_owner[(key[0], new.owner)].add(key[1])
-            self._created.get((key[0], new.owner), set()).discard(key[1])  # the watch has it now
+            self._created.get((key[0], new.owner), {}).pop(key[1], None)  # the watch has it now
             self.queue.add((key[0], new.owner))
         if self.capped and (new is None or new.state != "Active"):
             waiting, self.capped = self.capped, set()
@@ -318,19 +318,23 @@ class Controller:
     def active_jobs(self, key: TriggerKey) -> list[str]:
         """Active Jobs of a JobTrigger: from the Job watch, plus Jobs created by us that it has not shown yet."""
         jobs = self.jobs_of(key)
-        return sorted({n for n, s in jobs.items() if s.state == "Active"} | self._created.get(key, set()))
+        return sorted({n for n, s in jobs.items() if s.state == "Active"} | set(self._created.get(key, {})))
 
     def total_active(self) -> int:
         """Active Jobs of all JobTriggers (for the controller-wide cap)."""
         n = sum(1 for s in self.jobs.objects.values() if s.state == "Active")
         return n + sum(len(v) for v in self._created.values())
 
-    def note_created(self, key: TriggerKey, name: str) -> None:
+    def note_created(self, key: TriggerKey, name: str, uid: str = "") -> None:
         if name not in self.jobs_of(key):
-            self._created.setdefault(key, set()).add(name)
+            self._created.setdefault(key, {})[name] = uid or self._created.get(key, {}).get(name, "")
+
+    def created_pending(self, key: TriggerKey) -> dict[str, str]:
+        """Jobs this process created that the Job watch has not shown yet (name -> uid)."""
+        return dict(self._created.get(key, {}))
 
     def forget_active(self, key: TriggerKey, name: str) -> None:
-        self._created.get(key, set()).discard(name)
+        self._created.get(key, {}).pop(name, None)
 
     def remember_written(self, key: TriggerKey, obj: JSON) -> None:
         """Put an object returned by our own write into the cache unless the watch already has a newer one."""
@@ -884,8 +888,10 @@ class Sync:
         )
         name = job["metadata"]["name"]
         created = True
+        uid = ""
         try:
-            await self.ctl.kube.create(f"{JOBS_PATH}/namespaces/{self.ns}/jobs", job)
+            made = await self.ctl.kube.create(f"{JOBS_PATH}/namespaces/{self.ns}/jobs", job)
+            uid = str((made.get("metadata") or {}).get("uid") or "")
         except ApiError as e:
             if e.status != 409:
                 self.ctl.forget_active(self.key, name)
@@ -893,7 +899,7 @@ class Sync:
                 await self.ctl.events.emit(self.obj, "Warning", "JobCreateFailed", f"Job {name}: {e.message}")
                 raise
             created = False  # this occurrence already has its Job (a retry after a crash or lost status write)
-        self.ctl.note_created(self.key, name)
+        self.ctl.note_created(self.key, name, uid)
         arrival = self.ctl._event_arrival.pop(self.key, None)
         if created:
             metrics.JOBS_CREATED.labels(occurrence.trigger, "created").inc()
@@ -924,6 +930,9 @@ class Sync:
             # successfulJobsHistoryLimit 0 never deletes a Job whose output was not persisted
             jobs = self.ctl.jobs_of(self.key)
         active = sorted((s.created, n, s.uid) for n, s in jobs.items() if s.state == "Active")
+        # Jobs just created and not yet seen by the Job watch are active too: listing them now saves the status
+        # write the watch event would otherwise cause
+        active += [("~", n, u) for n, u in sorted(self.ctl.created_pending(self.key).items()) if n not in jobs]
         self.status["active"] = [{"name": n, "uid": u} for _, n, u in active] or None
         spec = jt.spec
         limits = {

@@ -39,9 +39,12 @@ async def _http(controller: Controller, elector: LeaderElector | None, host: str
     async def readyz(_: web.Request) -> web.Response:
         if elector is not None and not elector.is_leader.is_set():
             return web.Response(text="ok (standby: not the leader)")
-        if controller.ready.is_set():
-            return web.Response(text="ok")
-        return web.Response(status=503, text="watches not synced")
+        if not controller.ready.is_set():
+            return web.Response(status=503, text="watches not synced")
+        problems = controller.watch_problems()
+        if problems:
+            return web.Response(status=503, text="watches failing: " + "; ".join(problems))
+        return web.Response(text="ok")
 
     app = web.Application()
     app.router.add_get("/metrics", metrics_handler)

@@ -27,3 +27,4 @@ WATCH_RESTARTS = Counter("jobtrigger_watch_restarts_total", "Watch streams resta
 API_REQUESTS = Counter("jobtrigger_api_requests_total", "Requests to the Kubernetes API", ["verb", "resource", "code"])
 ACTIVE_JOBS = Gauge("jobtrigger_active_jobs", "Active Jobs created by jobtrigger (all JobTriggers)")
 LEADER = Gauge("jobtrigger_leader", "1 while this process holds the leader Lease")
+JOBTRIGGERS = Gauge("jobtrigger_jobtriggers", "JobTriggers by the reason of their Ready condition", ["reason"])

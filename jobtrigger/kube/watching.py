@@ -138,6 +138,7 @@ class Watcher(Generic[S]):
                     await self.relist()
                     need_list = False
                 await self._watch_once()
+                self.last_error = None  # a stream that ended normally (timeoutSeconds) was healthy
                 backoff = 0.5
             except asyncio.CancelledError:
                 raise
@@ -205,6 +206,8 @@ class Watcher(Generic[S]):
 
     def _handle(self, event: JSON) -> None:
         etype = event.get("type")
+        if self.last_error is not None and etype != "ERROR":
+            self.last_error = None  # the stream works again
         obj = event.get("object") or {}
         if etype == "ERROR":
             if obj.get("code") == 410 or obj.get("reason") in ("Expired", "Gone"):

@@ -189,6 +189,7 @@ class Controller:
         self._created: dict[TriggerKey, dict[str, str]] = {}  # JobTrigger -> {Job name: uid ("" if unknown)}
         # JobTriggers waiting for the controller-wide cap; woken when any Job finishes
         self.capped: set[TriggerKey] = set()
+        self._states: dict[TriggerKey, str] = {}  # Ready reason per JobTrigger (metric)
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
         #: reads a container log (``source: Logs``); the one seam tests replace, as no kubelet serves logs there
@@ -301,6 +302,7 @@ class Controller:
             self._validated.pop(key, None)
             self._written.pop(key, None)
             self._created.pop(key, None)
+            self.note_state(key, None)
             return
         s = Sync(self, key, obj)
         await s.run()
@@ -324,6 +326,24 @@ class Controller:
         """Active Jobs of all JobTriggers (for the controller-wide cap)."""
         n = sum(1 for s in self.jobs.objects.values() if s.state == "Active")
         return n + sum(len(v) for v in self._created.values())
+
+    def note_state(self, key: TriggerKey, reason: str | None) -> None:
+        """Keep jobtrigger_jobtriggers{reason} (JobTriggers by Ready reason) current."""
+        old = self._states.pop(key, None)
+        if old is not None:
+            metrics.JOBTRIGGERS.labels(old).dec()
+        if reason is not None:
+            self._states[key] = reason
+            metrics.JOBTRIGGERS.labels(reason).inc()
+
+    def watch_problems(self) -> list[str]:
+        """Failing JobTrigger/Job watches (for /readyz): a controller that cannot see its objects is not ready."""
+        out = []
+        for group in (self.triggers, self.jobs):
+            for w in group.watchers.values():
+                if w.last_error is not None:
+                    out.append(f"{w.name}: {w.last_error.status} {w.last_error.message}")
+        return out
 
     def note_created(self, key: TriggerKey, name: str, uid: str = "") -> None:
         if name not in self.jobs_of(key):
@@ -1066,6 +1086,7 @@ class Sync:
 
     def _condition(self, status: str, reason: str, message: str) -> bool:
         """Set the Ready condition; returns True if it changed."""
+        self.ctl.note_state(self.key, reason)
         conds = [dict(c) for c in self.status.get("conditions") or []]
         old = next((c for c in conds if c.get("type") == "Ready"), None)
         if old and old.get("status") == status and old.get("reason") == reason and old.get("message") == message:

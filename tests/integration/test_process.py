@@ -77,6 +77,7 @@ async def test_controller_process_serves_metrics_and_stops_on_sigterm(
             assert "jobtrigger_event_to_job_seconds_count" in text
             assert 'jobtrigger_api_requests_total{code="201",resource="jobs",verb="POST"}' in text
             assert "jobtrigger_queue_depth" in text
+            assert 'jobtrigger_jobtriggers{reason="Watching"} 1.0' in text
 
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)

@@ -25,7 +25,7 @@ from jobtrigger.reactor.controller import Controller, Settings
 log = logging.getLogger(__name__)
 
 
-def _count_request(verb: str, resource: str, code: int) -> None:
+def count_request(verb: str, resource: str, code: int) -> None:
     metrics.API_REQUESTS.labels(verb, resource, str(code)).inc()
 
 
@@ -70,7 +70,7 @@ async def run_controller(
 
     Returns the exit code: 0 after a clean stop, 1 if leadership was lost (the process should restart)."""
     kube = await KubeClient.from_config(kubeconfig)
-    kube.on_request = _count_request
+    kube.on_request = count_request
     controller = Controller(kube, settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
+from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 import yaml
+from aiohttp import web
 
 
 class FaultProxy:
@@ -96,3 +100,81 @@ class _Conn:
         for w in (self.down, self.up):
             with contextlib.suppress(OSError, RuntimeError):
                 w.close()
+
+
+class HttpFaultProxy:
+    """An HTTPS proxy in front of the real kube-apiserver that answers some requests itself with an error
+    (``429 Too Many Requests``, ``503``), as an overloaded or throttling API server would; everything else,
+    watch streams included, is forwarded. It serves with the API server's own certificate (SAN 127.0.0.1), so
+    clients keep verifying against the suite's CA.
+
+    ``inject`` decides per request: return an HTTP status to fail it with, or None to forward it.
+    """
+
+    def __init__(self, upstream: str, *, cert: Path, key: Path, ca: Path):
+        self.upstream = upstream.rstrip("/")
+        self.cert, self.key, self.ca = cert, key, ca
+        self.inject: Callable[[str, str], int | None] = lambda method, path: None
+        self.injected: dict[int, int] = {}
+        self.forwarded = 0
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> int:
+        client_ssl = ssl.create_default_context(cafile=str(self.ca))
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=client_ssl, limit=0),
+            timeout=aiohttp.ClientTimeout(total=None),
+            auto_decompress=False,
+        )
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        # open watch streams must not hold up stop() (aiohttp waits 60 s for handlers by default)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_ssl.load_cert_chain(str(self.cert), str(self.key))
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=server_ssl)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        status = self.inject(request.method, request.path)
+        if status is not None:
+            self.injected[status] = self.injected.get(status, 0) + 1
+            await request.read()
+            reason = {429: "TooManyRequests", 503: "ServiceUnavailable"}.get(status, "InternalError")
+            body = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "message": f"injected {status}",
+                "reason": reason,
+                "code": status,
+            }
+            return web.json_response(body, status=status, headers={"Retry-After": "1"})
+        self.forwarded += 1
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        async with self._session.request(
+            request.method, self.upstream + request.path_qs, headers=headers, data=await request.read()
+        ) as up:
+            resp = web.StreamResponse(
+                status=up.status, headers={k: v for k, v in up.headers.items() if k.lower() not in _HOP_BY_HOP}
+            )
+            await resp.prepare(request)
+            with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+                async for chunk in up.content.iter_any():
+                    await resp.write(chunk)
+            return resp
+
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "upgrade"}

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import pytest
 
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
+from jobtrigger.app import count_request
 from jobtrigger.demo import install_crd
 from jobtrigger.kube.client import ApiError, KubeClient
 from jobtrigger.reactor.controller import Controller, Settings
@@ -43,6 +44,7 @@ class Runner:
 
     async def start(self) -> Controller:
         self.client = await KubeClient.from_config(self.kubeconfig)
+        self.client.on_request = count_request  # as the real process does (jobtrigger_api_requests_total)
         if self.impersonate:
             self.client.extra_headers["Impersonate-User"] = self.impersonate
         self.controller = Controller(self.client, Settings(namespace=self.namespace, **self.settings))

@@ -570,7 +570,8 @@ async def test_bad_input_is_refused_field_by_field_and_harms_nothing(
     stray = sorted({j["metadata"]["labels"]["jobtrigger.dev/owner"] for j in jobs["items"]} & set(created))
 
     conditions = await outcome()
-    failures, gaps = [], []
+    failures: list[str] = []
+    gaps: list[str] = []
     for name, case in created.items():
         c = conditions.get(name)
         if not _refused(case, c):
@@ -686,7 +687,8 @@ async def test_known_gap_huge_cooldown_keeps_deferring(kube: KubeClient, namespa
     await patch_cm(kube, namespace, "cfg", {"data": {"v": "2"}})
 
     async def pending() -> str | None:
-        return (await get_jt(kube, namespace, "t")).get("status", {}).get("pending")
+        status = (await get_jt(kube, namespace, "t")).get("status") or {}
+        return str(status["pending"]) if status.get("pending") else None
 
     await wait_for(pending, "status.pending (cooldown)", timeout=5)
 

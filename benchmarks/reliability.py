@@ -36,6 +36,7 @@ import signal
 import socket
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -527,9 +528,9 @@ def _exists_by_trigger(metrics_text: str) -> dict[str, int]:
     return out
 
 
-async def _in_window(kube: KubeClient, ns: str, configmaps: int) -> int:
-    """JobTriggers whose newest Job has a run number above status.resourceRuns: the kill cut the sync between
-    creating the Job and writing the status (the case the deterministic Job names exist for)."""
+async def _in_window(kube: KubeClient, ns: str) -> set[tuple[str, int]]:
+    """(JobTrigger, run) for each JobTrigger whose newest Job has a run number above status.resourceRuns: a sync
+    was cut between creating the Job and writing the status (the case the deterministic Job names exist for)."""
     jobs = await retry(lambda: kube.get(jobs_path(ns), labelSelector=LABEL_OWNER), "list Jobs")
     top: dict[str, int] = {}
     for j in jobs.get("items") or []:
@@ -539,12 +540,13 @@ async def _in_window(kube: KubeClient, ns: str, configmaps: int) -> int:
             owner = j["metadata"]["labels"][LABEL_OWNER]
             top[owner] = max(top.get(owner, 0), int(parts[1]))
     jts = await retry(lambda: kube.get(jt_path(ns)), "list JobTriggers")
-    n = 0
+    out = set()
     for jt in jts.get("items") or []:
+        name = jt["metadata"]["name"]
         runs = int((jt.get("status") or {}).get("resourceRuns") or 0)
-        if top.get(jt["metadata"]["name"], 0) > runs:
-            n += 1
-    return n
+        if top.get(name, 0) > runs:
+            out.add((name, top[name]))
+    return out
 
 
 async def run_stream(
@@ -580,6 +582,7 @@ async def run_stream(
         res.changes[f"t-{i}"] = per_cm[i]
 
     done = 0
+    window_seen: set[tuple[str, int]] = set()
     stream_over = asyncio.Event()
     progress = asyncio.Event()
     total = max(1, cfg.changes)
@@ -643,7 +646,9 @@ async def run_stream(
             await proc.kill()
             await proc.start()  # right away; measure while the new process is still importing
             res.kills.append(mode)
-            hit = await _in_window(kube, ns, cfg.configmaps)
+            cut = await _in_window(kube, ns)
+            hit = bool(cut - window_seen)  # not left over from an earlier kill or a failed status write
+            window_seen.update(cut)
             res.in_window += 1 if hit else 0
             log(f"SIGKILL #{i + 1} ({mode}){', in the create->status window' if hit else ''}")
 
@@ -991,10 +996,11 @@ async def main_async(args: argparse.Namespace) -> int:
     ok = True
     try:
         await install_crd(kube)
-        logs = ROOT / "benchmarks"
+        logs = Path(args.log_dir)
+        log(f"controller logs in {logs}/jobtrigger-reliability-*.log")
         if args.kills or args.changes:
             ns = await _namespace(kube, "rel-stream")
-            proc = ControllerProcess(kubeconfig, ns, logs / ".reliability-stream.log")
+            proc = ControllerProcess(kubeconfig, ns, logs / "jobtrigger-reliability-stream.log")
             cfg = StreamConfig(
                 configmaps=args.configmaps,
                 changes=args.changes,
@@ -1016,7 +1022,7 @@ async def main_async(args: argparse.Namespace) -> int:
         if args.soak:
             ns = await _namespace(kube, "rel-soak")
             proc = ControllerProcess(
-                kubeconfig, ns, logs / ".reliability-soak.log", extra_args=["--log-level", "warning"]
+                kubeconfig, ns, logs / "jobtrigger-reliability-soak.log", extra_args=["--log-level", "warning"]
             )
             log(f"soak: {args.soak:.0f}s at {args.rate:g} changes/s")
             try:
@@ -1063,6 +1069,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-growth", type=float, default=0.20, help="soak: allowed RSS growth after the warm-up")
     p.add_argument("--quick", action="store_true", help="tiny stream + 30 s soak (growth reported, not enforced)")
     p.add_argument("--use-kubeconfig", action="store_true", help="use $KUBECONFIG instead of a local control plane")
+    p.add_argument("--log-dir", default=tempfile.gettempdir(), help="where the controller logs go")
     args = p.parse_args(argv)
     if args.quick:
         args.kills, args.changes, args.configmaps, args.pods, args.apiserver_restarts = 2, 16, 4, 5, 1

@@ -305,6 +305,9 @@ class Controller:
             self.note_state(key, None)
             return
         s = Sync(self, key, obj)
+        # the first watch event since the last sync (if any): what jobtrigger_event_to_job_seconds measures from;
+        # taken now, so a sync that creates no Job does not leave a stale start for a later one
+        s.arrival = self._event_arrival.pop(key, None)
         await s.run()
 
     # ------------------------------------------------------------------ helpers used by Sync
@@ -379,6 +382,7 @@ class Sync:
         self.status: JSON = dict(self.old_status)
         self.now = ctl.settings.clock()
         self.mounts: tuple[Mounted, ...] = ()
+        self.arrival: float | None = None  # monotonic time of the watch event that led to this sync
 
     # ---------------------------------------------------------------- main flow
 
@@ -920,7 +924,7 @@ class Sync:
                 raise
             created = False  # this occurrence already has its Job (a retry after a crash or lost status write)
         self.ctl.note_created(self.key, name, uid)
-        arrival = self.ctl._event_arrival.pop(self.key, None)
+        arrival, self.arrival = self.arrival, None
         if created:
             metrics.JOBS_CREATED.labels(occurrence.trigger, "created").inc()
             if arrival is not None:

@@ -9,7 +9,7 @@ VENV    ?= .venv
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed
 
-.PHONY: demo test lint unit integration envtest venv crd image docs clean
+.PHONY: demo test lint unit integration envtest venv crd image docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,7 +38,12 @@ integration: venv envtest
 
 test: venv envtest lint docs
 	$(BIN)/pytest -q -ra --durations=10
+	$(BIN)/python -m benchmarks --quick
 	bash hack/build-image.sh
+
+# all benchmarks on a quiet machine (~40 min); results go to docs/benchmarks.md
+bench: venv envtest
+	$(BIN)/python -m benchmarks
 
 # the documentation site (mkdocs, strict: a broken link or anchor fails the build)
 docs: venv

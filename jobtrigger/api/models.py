@@ -27,6 +27,11 @@ SHORT_NAMES = ["jt"]
 #: Go-style duration: ``90s``, ``5m``, ``1h30m``, ``0s``.
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: `v1`, `apps/v1`, `example.com/v1beta2`: a DNS subdomain group and a version (no path segments)
+API_VERSION_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?v[0-9]+((alpha|beta)[0-9]+)?$"
+)
+KIND_PATTERN = r"^[A-Z][A-Za-z0-9]*$"
 
 
 class Model(BaseModel):
@@ -73,8 +78,14 @@ class Mount(Model):
 class WatchedResource(Model):
     """One object (by ``name``) or a set of objects (by ``selector``) of any apiVersion/kind."""
 
-    api_version: str = Field(min_length=1, description="apiVersion of the watched kind, e.g. `v1`, `apps/v1`.")
-    kind: str = Field(min_length=1, description="Kind, e.g. `ConfigMap`, `Deployment`, `Node`, a CRD's kind.")
+    api_version: str = Field(
+        min_length=1,
+        pattern=API_VERSION_PATTERN,
+        description="apiVersion of the watched kind, e.g. `v1`, `apps/v1`.",
+    )
+    kind: str = Field(
+        min_length=1, pattern=KIND_PATTERN, description="Kind, e.g. `ConfigMap`, `Deployment`, `Node`, a CRD's kind."
+    )
     name: str | None = Field(default=None, description="Object name. Exactly one of `name`/`selector`.")
     selector: LabelSelector | None = Field(
         default=None, description="Label selector. Exactly one of `name`/`selector`."
@@ -145,7 +156,10 @@ class ScheduleTrigger(Model):
     )
     time_zone: str | None = Field(default=None, description="IANA time zone, e.g. `Europe/Berlin`. Default UTC.")
     starting_deadline_seconds: int | None = Field(
-        default=None, ge=0, description="A missed run later than this many seconds is skipped and counted."
+        default=None,
+        ge=0,
+        le=31_622_400,
+        description="A missed run later than this many seconds is skipped and counted.",
     )
 
 

@@ -19,6 +19,11 @@ from jobtrigger.triggers.fields import InvalidPath, compile_path
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_DURATION = timedelta(days=366)  # a longer cooldown is a typo, and datetime arithmetic would overflow
+# label syntax (apimachinery validation.IsQualifiedName / IsValidLabelValue)
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?{_LABEL_NAME}$")
+_LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ def parse_duration(text: str) -> timedelta:
         pos = m.end()
     if pos != len(text) or not text:
         raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 5m, 1h30m)")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"duration {text!r} is longer than the maximum of {MAX_DURATION.days * 24}h")
     return timedelta(seconds=seconds)
 
 
@@ -60,10 +67,23 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out or "(object)"
 
 
+def _label_errors(key: str, values: list[str], where: str) -> list[SpecError]:
+    errors = []
+    if len(key) > 316 or not _LABEL_KEY.match(key):
+        errors.append(SpecError(where, f"invalid label key {key!r}"))
+    for v in values:
+        if not _LABEL_VALUE.match(v):
+            errors.append(SpecError(where, f"invalid label value {v!r} (at most 63 of [A-Za-z0-9-_.])"))
+    return errors
+
+
 def _selector_errors(sel: LabelSelector, where: str) -> list[SpecError]:
     errors = []
+    for k, v in (sel.match_labels or {}).items():
+        errors += _label_errors(k, [v], f"{where}.matchLabels")
     for i, req in enumerate(sel.match_expressions or []):
         f = f"{where}.matchExpressions[{i}]"
+        errors += _label_errors(req.key, list(req.values or []), f)
         if req.operator in ("In", "NotIn") and not req.values:
             errors.append(SpecError(f"{f}.values", f"operator {req.operator} needs at least one value"))
         if req.operator in ("Exists", "DoesNotExist") and req.values:

@@ -189,6 +189,7 @@ class Controller:
         self._created: dict[TriggerKey, dict[str, str]] = {}  # JobTrigger -> {Job name: uid ("" if unknown)}
         # JobTriggers waiting for the controller-wide cap; woken when any Job finishes
         self.capped: set[TriggerKey] = set()
+        self._active_jobs = 0  # active Jobs in the Job watch cache, kept incrementally
         self._states: dict[TriggerKey, str] = {}  # Ready reason per JobTrigger (metric)
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
@@ -251,18 +252,27 @@ class Controller:
             self.queue.add(key)
 
     def _on_job_change(self, key: ObjectKey, old: JobSummary | None, new: JobSummary | None) -> None:
+        just_created = (
+            old is None
+            and new is not None
+            and new.state == "Active"
+            and key[1] in self._created.get((key[0], new.owner), {})
+        )
         if old is not None:
             self._jobs_by_owner[(key[0], old.owner)].discard(key[1])
             self.queue.add((key[0], old.owner))
         if new is not None:
             self._jobs_by_owner[(key[0], new.owner)].add(key[1])
             self._created.get((key[0], new.owner), {}).pop(key[1], None)  # the watch has it now
-            self.queue.add((key[0], new.owner))
+            if not just_created:
+                # a Job we created and already listed as active needs no second look; anything else does
+                self.queue.add((key[0], new.owner))
+        self._active_jobs += (new is not None and new.state == "Active") - (old is not None and old.state == "Active")
         if self.capped and (new is None or new.state != "Active"):
             waiting, self.capped = self.capped, set()
             for k in waiting:
                 self.queue.add(k)
-        metrics.ACTIVE_JOBS.set(sum(1 for s in self.jobs.objects.values() if s.state == "Active"))
+        metrics.ACTIVE_JOBS.set(self._active_jobs)
 
     # ------------------------------------------------------------------ workers
 
@@ -327,8 +337,7 @@ class Controller:
 
     def total_active(self) -> int:
         """Active Jobs of all JobTriggers (for the controller-wide cap)."""
-        n = sum(1 for s in self.jobs.objects.values() if s.state == "Active")
-        return n + sum(len(v) for v in self._created.values())
+        return self._active_jobs + sum(len(v) for v in self._created.values())
 
     def note_state(self, key: TriggerKey, reason: str | None) -> None:
         """Keep jobtrigger_jobtriggers{reason} (JobTriggers by Ready reason) current."""

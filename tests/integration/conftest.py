@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -205,3 +206,35 @@ async def finish_job_pods(
         }
         with contextlib.suppress(ApiError):
             await kube.merge_patch(f"/api/v1/namespaces/{ns}/pods/{name}/status", {"status": status})
+
+
+def free_port() -> int:
+    """A free loopback port (for a controller's --http-addr)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+#: what a namespaced controller needs to handle ConfigMap-watching JobTriggers (the chart's rules, minus the rest)
+CONTROLLER_RULES = [
+    {"apiGroups": ["jobtrigger.dev"], "resources": ["jobtriggers"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["jobtrigger.dev"], "resources": ["jobtriggers/status"], "verbs": ["get", "patch", "update"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+]
+
+
+async def grant_role(kube: KubeClient, ns: str, user: str, rules: list[dict[str, Any]]) -> None:
+    """A Role with ``rules`` in ``ns``, bound to ``user`` (e.g. an impersonated ServiceAccount)."""
+    base = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}"
+    await kube.create(f"{base}/roles", {"metadata": {"name": "jobtrigger"}, "rules": rules})
+    await kube.create(
+        f"{base}/rolebindings",
+        {
+            "metadata": {"name": "jobtrigger"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jobtrigger"},
+            "subjects": [{"kind": "User", "name": user}],
+        },
+    )

@@ -19,7 +19,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,7 +32,17 @@ import yaml
 from jobtrigger.envtest import ControlPlane
 from jobtrigger.kube.client import ApiError, KubeClient
 from jobtrigger.kube.events import COMPONENT
-from tests.integration.conftest import create_cm, create_jt, jobs_of, patch_cm, stays, wait_for, wait_jobs, wait_ready
+from tests.integration.conftest import (
+    create_cm,
+    create_jt,
+    free_port,
+    jobs_of,
+    patch_cm,
+    stays,
+    wait_for,
+    wait_jobs,
+    wait_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "jobtrigger"
@@ -54,13 +63,6 @@ def helm() -> Path:
             tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
             pytest.skip(f"helm is not in {HELM.parent} and hack/get-helm.py could not fetch it: {' | '.join(tail)}")
     return HELM
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def _run(cmd: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
@@ -233,7 +235,7 @@ async def test_chart_rbac_is_enough_for_the_controller(
             await as_sa.close()
 
         # --- the real controller process with the Deployment's args (only the listen address differs)
-        port = _free_port()
+        port = free_port()
         cmd_args = [f"--http-addr=127.0.0.1:{port}" if a.startswith("--http-addr") else a for a in args]
         proc_env = {k: v for k, v in env.items() if not k.startswith(("JOBTRIGGER_", "HELM_"))}
         proc_env["POD_NAMESPACE"] = ns  # the Deployment's fieldRef

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,16 +11,19 @@ import time
 import aiohttp
 
 from jobtrigger.kube.client import KubeClient
-from tests.integration.conftest import create_cm, create_jt, jobs_of, patch_cm, stays, wait_for, wait_jobs, wait_ready
+from tests.integration.conftest import (
+    create_cm,
+    create_jt,
+    free_port,
+    jobs_of,
+    patch_cm,
+    stays,
+    wait_for,
+    wait_jobs,
+    wait_ready,
+)
 
 LEASE = ["--lease-duration", "4", "--renew-deadline", "3", "--retry-period", "0.5"]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        p: int = s.getsockname()[1]
-        return p
 
 
 async def _controller(kubeconfig: str, ns: str, port: int) -> asyncio.subprocess.Process:
@@ -54,7 +56,7 @@ async def _is_leader(port: int) -> bool:
 
 
 async def test_failover_keeps_exactly_once(kube: KubeClient, kubeconfig: str, namespace: str) -> None:
-    ports = [_port(), _port()]
+    ports = [free_port(), free_port()]
     procs = [await _controller(kubeconfig, namespace, p) for p in ports]
     try:
 

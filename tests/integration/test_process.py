@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,20 +11,13 @@ import time
 import aiohttp
 
 from jobtrigger.kube.client import KubeClient
-from tests.integration.conftest import create_cm, create_jt, patch_cm, wait_for, wait_jobs, wait_ready
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.integration.conftest import create_cm, create_jt, free_port, patch_cm, wait_for, wait_jobs, wait_ready
 
 
 async def test_controller_process_serves_metrics_and_stops_on_sigterm(
     kube: KubeClient, kubeconfig: str, namespace: str
 ) -> None:
-    port = _free_port()
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

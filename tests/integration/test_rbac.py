@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 from jobtrigger.kube.client import KubeClient
-from tests.integration.conftest import Runner, condition, create_cm, create_jt, patch_cm, wait_jobs, wait_ready
+from tests.integration.conftest import (
+    CONTROLLER_RULES,
+    Runner,
+    condition,
+    create_cm,
+    create_jt,
+    grant_role,
+    patch_cm,
+    wait_jobs,
+    wait_ready,
+)
 
 
 async def test_missing_watch_permission_is_reported(kube: KubeClient, kubeconfig: str, namespace: str) -> None:
     sa = f"system:serviceaccount:{namespace}:jobtrigger"
-    rules = [
-        {"apiGroups": ["jobtrigger.dev"], "resources": ["jobtriggers"], "verbs": ["get", "list", "watch", "patch"]},
-        {"apiGroups": ["jobtrigger.dev"], "resources": ["jobtriggers/status"], "verbs": ["get", "patch", "update"]},
-        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
-    ]
-    await kube.create(
-        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
-        {"metadata": {"name": "jobtrigger"}, "rules": rules},
-    )
-    await kube.create(
-        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
-        {
-            "metadata": {"name": "jobtrigger"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jobtrigger"},
-            "subjects": [{"kind": "User", "name": sa}],
-        },
-    )
+    await grant_role(kube, namespace, sa, CONTROLLER_RULES)
     runner = Runner(kubeconfig, namespace, impersonate=sa)
     await runner.start()
     try:
@@ -57,27 +49,9 @@ async def test_two_namespaces_with_roles_only(kube: KubeClient, kubeconfig: str,
     other = f"{namespace}-b"
     await kube.create("/api/v1/namespaces", {"metadata": {"name": other}})
     sa = f"system:serviceaccount:{namespace}:jobtrigger"
-    rules = [
-        {"apiGroups": ["jobtrigger.dev"], "resources": ["jobtriggers"], "verbs": ["get", "list", "watch", "patch"]},
-        {"apiGroups": ["jobtrigger.dev"], "resources": ["jobtriggers/status"], "verbs": ["get", "patch", "update"]},
-        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
-    ]
     try:
         for ns in (namespace, other):
-            await kube.create(
-                f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
-                {"metadata": {"name": "jobtrigger"}, "rules": rules},
-            )
-            await kube.create(
-                f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
-                {
-                    "metadata": {"name": "jobtrigger"},
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jobtrigger"},
-                    "subjects": [{"kind": "User", "name": sa}],
-                },
-            )
+            await grant_role(kube, ns, sa, CONTROLLER_RULES)
         runner = Runner(kubeconfig, f"{namespace},{other}", impersonate=sa)
         await runner.start()
         try:

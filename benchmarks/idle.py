@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -25,12 +24,12 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks.common import free_port, write_section
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.demo import install_crd
 from jobtrigger.envtest import ControlPlane
 from jobtrigger.kube.client import KubeClient
 
-ROOT = Path(__file__).resolve().parent.parent
 NS = "idle"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -85,9 +84,7 @@ async def measure(n: int, kind: str, window: float, kubeconfig: str, kube: KubeC
             created += 1
 
     await asyncio.gather(*(make(i) for i in range(n)))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [
@@ -195,10 +192,7 @@ def main() -> int:
     text = report(results)
     print(text)
     if not args.quick:
-        out = ROOT / "docs" / "benchmarks.md"
-        current = out.read_text() if out.exists() else "# Benchmarks\n"
-        current = re.sub(r"\n## Idle cost of many JobTriggers.*?(?=\n## |\Z)", "", current, flags=re.S)
-        out.write_text(current.rstrip() + "\n\n" + text + "\n")
+        write_section("Idle cost of many JobTriggers", text)
     return 0
 
 

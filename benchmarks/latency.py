@@ -24,7 +24,6 @@ import math
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks.common import free_port, write_section
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.demo import install_crd
 from jobtrigger.envtest import ControlPlane
@@ -213,12 +213,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ------------------------------------------------------------------------------------------------ metrics
@@ -600,10 +594,7 @@ def main() -> int:
     print(text)
     bad = [r for name, r in results if name == "jobtrigger" and (r.missing or r.duplicates)]
     if not args.quick:
-        out = ROOT / "docs" / "benchmarks.md"
-        current = out.read_text() if out.exists() else "# Benchmarks\n"
-        current = re.sub(r"\n## Event→Job latency.*?(?=\n## |\Z)", "", current, flags=re.S)
-        out.write_text(current.rstrip() + "\n\n" + text + "\n")
+        write_section("Event→Job latency", text)
     return 1 if bad else 0
 
 

@@ -15,33 +15,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from benchmarks.common import free_port, write_section
 from benchmarks.idle import api_requests, cpu_seconds, rss_mib
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.demo import install_crd
 from jobtrigger.envtest import ControlPlane
 from jobtrigger.kube.client import ApiError, KubeClient
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 class Controller:
     def __init__(self, kubeconfig: str, ns: str, workers: int = 4):
-        self.port = _port()
+        self.port = free_port()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -257,10 +246,7 @@ def main() -> int:
     text = report(mem, tp)
     print(text)
     if not args.quick:
-        out = ROOT / "docs" / "benchmarks.md"
-        current = out.read_text() if out.exists() else "# Benchmarks\n"
-        current = re.sub(r"\n## Scale, memory and throughput.*?(?=\n## |\Z)", "", current, flags=re.S)
-        out.write_text(current.rstrip() + "\n\n" + text + "\n")
+        write_section("Scale, memory and throughput", text)
     return 0
 
 

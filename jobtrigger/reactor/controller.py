@@ -391,6 +391,7 @@ class Sync:
         self.status: JSON = dict(self.old_status)
         self.now = ctl.settings.clock()
         self.mounts: tuple[Mounted, ...] = ()
+        self.config_interests: list[list[Interest]] = []  # rerunOnConfigChange: [object, its output family]
         self.arrival: float | None = None  # monotonic time of the watch event that led to this sync
 
     # ---------------------------------------------------------------- main flow
@@ -416,6 +417,7 @@ class Sync:
             await self._invalid("InvalidJobTemplate", errors)
             return
         config_interests = await self._config_interests(jt)
+        self.config_interests = config_interests
         self.ctl.resource_watches.set_interests(self.key, [i for lst in [*interests, *config_interests] for i in lst])
         pt = jt.spec.triggers.pods
         self.ctl.pod_watches.set_interest(
@@ -522,9 +524,20 @@ class Sync:
 
     async def _renames(self, jt: JobTrigger) -> dict[tuple[str, str], str]:
         """Template references to a versioned output ``X`` -> its newest ``X-vN`` (QuarksJob's versioned secrets).
-        One labelled LIST per kind, only when the template references ConfigMaps/Secrets."""
-        refs = config_references(jt.spec.job_template.spec)
+        From the watch cache with ``rerunOnConfigChange`` (the families are watched anyway); otherwise one
+        labelled LIST per kind, only when the template references ConfigMaps/Secrets."""
         out: dict[tuple[str, str], str] = {}
+        if self.config_interests:
+            for name_interest, family in self.config_interests:
+                objs = [
+                    {"metadata": {"name": key[1], "labels": labels}}
+                    for key, labels in self.ctl.resource_watches.labels(family).items()
+                ]
+                newest = output.newest_version(objs)
+                if newest and name_interest.name:
+                    out[(name_interest.scope.gvr.kind, name_interest.name)] = newest
+            return out
+        refs = config_references(jt.spec.job_template.spec)
         for kind in sorted({k for k, _ in refs}):
             names = {output.label_value(n): n for k, n in refs if k == kind}
             resource = "secrets" if kind == "Secret" else "configmaps"

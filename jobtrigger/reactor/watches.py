@@ -255,23 +255,29 @@ class ResourceWatches:
                 )
         return out
 
-    def matching(self, interest: Interest) -> dict[ObjectKey, dict[str, str]]:
-        """Objects the interest matches now, with the hashes of its paths."""
+    def _matched(self, interest: Interest) -> list[tuple[ObjectKey, Summary]]:
         scope = self.scopes.get(interest.scope)
         if scope is None or scope.watcher is None:
-            return {}
-        out: dict[ObjectKey, dict[str, str]] = {}
+            return []
         if interest.name is not None:
             # by name: one lookup, not a scan of the scope (a namespace watch may hold thousands of objects)
             key = (interest.scope.namespace or "", interest.name)
             candidates = [(key, scope.watcher.objects[key])] if key in scope.watcher.objects else []
         else:
             candidates = list(scope.watcher.objects.items())
-        for key, summary in candidates:
-            if interest.matches(key, dict(summary.labels)):
-                h = summary.hash_map()
-                out[key] = {p: h[p] for p in interest.paths if p in h}
+        return [(key, summary) for key, summary in candidates if interest.matches(key, dict(summary.labels))]
+
+    def matching(self, interest: Interest) -> dict[ObjectKey, dict[str, str]]:
+        """Objects the interest matches now, with the hashes of its paths."""
+        out: dict[ObjectKey, dict[str, str]] = {}
+        for key, summary in self._matched(interest):
+            h = summary.hash_map()
+            out[key] = {p: h[p] for p in interest.paths if p in h}
         return out
+
+    def labels(self, interest: Interest) -> dict[ObjectKey, dict[str, str]]:
+        """Objects the interest matches now, with their labels."""
+        return {key: dict(summary.labels) for key, summary in self._matched(interest)}
 
     def cached_objects(self) -> int:
         return sum(len(s.watcher.objects) for s in self.scopes.values() if s.watcher is not None)

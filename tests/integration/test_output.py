@@ -211,3 +211,6 @@ async def test_consumers_get_the_newest_version_and_rerun_on_a_new_one(
     jobs = await wait_jobs(kube, namespace, "consumer", 2)
     assert secret_of(jobs[1]) == "db-creds-v2"
     assert jobs[1]["metadata"]["labels"]["jobtrigger.dev/trigger"] == "config"
+    # without rerunOnConfigChange the newest version is looked up when the Job is built
+    await create_jt(kube, namespace, "plain", {"schedule": {"cron": "@once"}}, jobTemplate=consumer)
+    assert secret_of((await wait_jobs(kube, namespace, "plain", 1))[0]) == "db-creds-v2"

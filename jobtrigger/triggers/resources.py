@@ -121,9 +121,12 @@ def evaluate(
 
 
 def _changes(item: ItemState, refs: Sequence[ObjectRef], baseline: Mapping[ObjectRef, Hashes]) -> list[Change]:
+    """One entry's changes against its *own* baseline objects: an object another entry already watched is still
+    "created" for this one when it newly matches it (e.g. gained the selector's labels)."""
     changes: list[Change] = []
+    own = set(refs)
     for ref, hashes in sorted(item.objects.items()):
-        before = baseline.get(ref)
+        before = baseline.get(ref) if ref in own else None
         if before is None or not all(p in before for p in item.paths):
             changes.append(Change(ref, "created", item.paths))
             continue

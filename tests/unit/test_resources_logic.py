@@ -414,3 +414,32 @@ def test_fires_exactly_when_the_observed_state_differs_from_the_last_run(
         assert (d.action == "fire") == (meaning(world) != meaning(baseline_world))
         if d.action == "fire":
             baseline, baseline_world, last = d.baseline, world, now
+
+
+# ---------------------------------------------------------------------- overlapping entries (issue 18.1)
+
+
+def test_object_newly_matching_an_entry_is_created_for_it_even_if_another_entry_had_it() -> None:
+    """Entry 0 watches ``a`` by name, entry 1 a selector ``a`` just gained: entry 1 changed (``a`` created for it),
+    although the whole baseline already knew ``a`` through entry 0."""
+    h = {"data": "h1"}
+    baseline: Baseline = {CM_A: dict(h)}
+    d = run(
+        [item(0, {CM_A: h}, ("data",)), item(1, {CM_A: h}, ("data",))],
+        baseline,
+        item_refs=[[CM_A], []],
+    )
+    assert d.action == "fire"
+    assert d.changes == (Change(CM_A, "created", ("data",)),)
+
+
+def test_all_condition_counts_an_object_newly_matching_a_second_entry() -> None:
+    h = {"data": "h1"}
+    d = run(
+        [item(0, {CM_A: {"data": "h2"}}, ("data",)), item(1, {CM_A: {"data": "h2"}}, ("data",))],
+        {CM_A: dict(h)},
+        item_refs=[[CM_A], []],
+        condition="All",
+    )
+    assert d.action == "fire"
+    assert {c.what for c in d.changes} == {"updated", "created"}

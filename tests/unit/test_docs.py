@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
@@ -43,3 +44,32 @@ def test_links_resolve(doc: Path) -> None:
         elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
             broken.append(f"{target}: no such anchor")
     assert not broken, broken
+
+
+def _manifests() -> list[tuple[str, dict[str, object]]]:
+    """Every YAML document of examples/ and of the ```yaml blocks of the docs that has a ``kind``."""
+    out: list[tuple[str, dict[str, object]]] = []
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        out += [(path.name, d) for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+    for doc in DOCS:
+        for block in re.findall(r"^```ya?ml\n(.*?)^```", doc.read_text(), re.S | re.M):
+            out += [(doc.name, d) for d in yaml.safe_load_all(block) if isinstance(d, dict) and "kind" in d]
+    return out
+
+
+def test_commands_are_lists_of_strings() -> None:
+    """A plain YAML scalar with ': ' in a command is a mapping (examples/pod-ready.yaml once had one); the API
+    server refuses the Job. tests/integration/test_docs_examples.py applies them all; this is the fast check."""
+    bad = []
+    for where, obj in _manifests():
+        stack: list[object] = [obj]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    if key in ("command", "args") and isinstance(value, list):
+                        bad += [f"{where}: {key} item {item!r}" for item in value if not isinstance(item, str)]
+                    stack.append(value)
+            elif isinstance(node, list):
+                stack += node
+    assert not bad, bad

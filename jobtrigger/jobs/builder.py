@@ -91,10 +91,11 @@ def build_job(
         annotations[ANNOTATION_OBJECTS] = objects_json(occurrence.objects)
 
     job_spec = copy.deepcopy(spec.job_template.spec)
-    template = job_spec.setdefault("template", {})
+    # the shape was checked by validation.job_template_errors; a null (YAML `metadata:` alone) counts as absent
+    template = _child(job_spec, "template", {})
     # pods findable by owner (`kubectl logs -l jobtrigger.dev/owner=NAME`); the rest of the metadata is untouched
-    template.setdefault("metadata", {}).setdefault("labels", {})[LABEL_OWNER] = trigger_name
-    pod_spec = template.setdefault("spec", {})
+    _child(_child(template, "metadata", {}), "labels", {})[LABEL_OWNER] = trigger_name
+    pod_spec = _child(template, "spec", {})
     pod_spec.setdefault("restartPolicy", "Never")
     if renames:
         rename_references(job_spec, renames)
@@ -111,11 +112,11 @@ def build_job(
         ]
     for m in occurrence.mounts:
         source = {"secret": {"secretName": m.name}} if m.kind == "Secret" else {"configMap": {"name": m.name}}
-        volumes = pod_spec.setdefault("volumes", [])
+        volumes = _child(pod_spec, "volumes", [])
         if not any(v.get("name") == m.volume_name for v in volumes):
             volumes.append({"name": m.volume_name, **source})
         for container in containers:
-            mounts = container.setdefault("volumeMounts", [])
+            mounts = _child(container, "volumeMounts", [])
             if not any(vm.get("name") == m.volume_name for vm in mounts):
                 mounts.append({"name": m.volume_name, "mountPath": m.mount_path, "readOnly": m.read_only})
 
@@ -140,6 +141,13 @@ def build_job(
         },
         "spec": job_spec,
     }
+
+
+def _child(parent: dict[str, Any], key: str, empty: Any) -> Any:
+    """``parent[key]``, set to ``empty`` when absent or null."""
+    if parent.get(key) is None:
+        parent[key] = empty
+    return parent[key]
 
 
 def objects_json(objects: tuple[dict[str, Any], ...]) -> str:

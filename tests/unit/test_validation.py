@@ -326,3 +326,85 @@ def test_validate_spec_does_not_mutate() -> None:
     before = copy.deepcopy(jts.model_dump())
     validate_spec(jts)
     assert jts.model_dump() == before
+
+
+# ---------------------------------------------------------------------- the Job template's shape (issue 15)
+
+TEMPLATE = "spec.jobTemplate.spec.template"
+C0 = f"{TEMPLATE}.spec.containers[0]"
+
+
+@pytest.mark.parametrize("template", [-1, "aaaa", [None], True, 1.5, []])
+def test_template_that_is_not_an_object(template: Any) -> None:
+    """The issue-15 reproducers: an error naming the field instead of an AttributeError out of the sync."""
+    errors = errors_for(
+        {"triggers": {"manual": {"strategy": "manual"}}, "jobTemplate": {"spec": {"template": template}}}
+    )
+    assert fields_of(errors) == [TEMPLATE]
+    assert errors[0].message.startswith("must be an object, not ")
+
+
+def container(**kw: Any) -> dict[str, Any]:
+    return {"name": "main", "image": "busybox", **kw}
+
+
+@pytest.mark.parametrize(
+    ("template", "fields"),
+    [
+        ({"spec": "x"}, [f"{TEMPLATE}.spec"]),
+        ({"metadata": "x", "spec": {"containers": [container()]}}, [f"{TEMPLATE}.metadata"]),
+        ({"metadata": {"labels": ["a"]}, "spec": {"containers": [container()]}}, [f"{TEMPLATE}.metadata.labels"]),
+        ({"spec": {"containers": "main"}}, [f"{TEMPLATE}.spec.containers"]),
+        ({"spec": {"containers": {"name": "main"}}}, [f"{TEMPLATE}.spec.containers"]),
+        ({"spec": {"containers": [container(), "busybox"]}}, [f"{TEMPLATE}.spec.containers[1]"]),
+        ({"spec": {"containers": [{"image": "busybox"}]}}, [f"{C0}.name"]),
+        ({"spec": {"containers": [container(name=7)]}}, [f"{C0}.name"]),
+        ({"spec": {"containers": [container(env="A=1")]}}, [f"{C0}.env"]),
+        ({"spec": {"containers": [container(env=[{"name": "A"}, "B=1"])]}}, [f"{C0}.env[1]"]),
+        ({"spec": {"containers": [container(env=[{"name": ["A"]}])]}}, [f"{C0}.env[0].name"]),
+        ({"spec": {"containers": [container(env=[{"name": "A", "valueFrom": "cfg"}])]}}, [f"{C0}.env[0].valueFrom"]),
+        ({"spec": {"containers": [container(envFrom={"configMapRef": {}})]}}, [f"{C0}.envFrom"]),
+        ({"spec": {"containers": [container(volumeMounts=[1])]}}, [f"{C0}.volumeMounts[0]"]),
+        (
+            {"spec": {"containers": [container()], "initContainers": [{"name": "i", "env": True}]}},
+            [f"{TEMPLATE}.spec.initContainers[0].env"],
+        ),
+        ({"spec": {"containers": [container()], "volumes": {"a": 1}}}, [f"{TEMPLATE}.spec.volumes"]),
+        (
+            {"spec": {"containers": [container()], "volumes": [{"name": "p", "projected": {"sources": [3]}}]}},
+            [f"{TEMPLATE}.spec.volumes[0].projected.sources[0]"],
+        ),
+    ],
+)
+def test_template_shape_errors_name_the_field(template: dict[str, Any], fields: list[str]) -> None:
+    spec = spec_dict()
+    spec["jobTemplate"] = {"spec": {"template": template}}
+    assert fields_of(errors_for(spec)) == fields
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        {"metadata": None, "spec": {"containers": [container()]}},
+        {"metadata": {"labels": None}, "spec": {"containers": [container(env=None, envFrom=None)]}},
+        {"spec": {"containers": [container()], "initContainers": None, "volumes": None}},
+    ],
+)
+def test_null_is_absent(template: dict[str, Any]) -> None:
+    spec = spec_dict()
+    spec["jobTemplate"] = {"spec": {"template": template}}
+    assert errors_for(spec) == []
+
+
+def test_long_values_are_cut_in_the_message() -> None:
+    spec = spec_dict()
+    spec["jobTemplate"] = {"spec": {"template": "x" * 10_000}}
+    (error,) = errors_for(spec)
+    assert len(error.message) < 80 and error.message.endswith("…')")
+
+
+def test_jmespath_nested_too_deeply_is_an_error() -> None:
+    deep = "(" * 3000 + "a" + ")" * 3000
+    errors = errors_for(spec_dict(resources(watch(name="a", fields=[deep]))))
+    assert fields_of(errors) == [f"{WATCH0}.fields[0]"]
+    assert "nested too deeply" in errors[0].message

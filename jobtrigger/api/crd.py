@@ -23,8 +23,9 @@ so the pydantic output is rewritten node by node:
   validation, which is what ``None`` means here.
 * ``const`` becomes a one-value ``enum``; every ``enum`` gets the ``type`` of its values.
 * ``dict[str, Any]`` and fields marked ``json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}``
-  become ``type: object`` + ``x-kubernetes-preserve-unknown-fields: true`` with no ``properties`` and no
-  ``additionalProperties`` (the API server would prune their content otherwise).
+  become ``type: object`` + ``x-kubernetes-preserve-unknown-fields: true`` with no ``additionalProperties``
+  (the API server would prune their content otherwise). ``properties``/``required`` given explicitly in
+  ``json_schema_extra`` stay (the known part of ``jobTemplate.spec`` is checked, the rest kept as written).
 * ``dict[str, str]`` stays ``type: object`` with ``additionalProperties: {type: string}`` (recursively for
   nested dicts); ``additionalProperties`` never appears next to ``properties``.
 * Every node ends up with a ``type``; ``oneOf``/``anyOf``/``allOf``/``not`` and keywords Kubernetes does not
@@ -34,7 +35,10 @@ so the pydantic output is rewritten node by node:
   API server owns those and forbids constraining ``metadata`` beyond name/generateName.
 
 Kept as is: ``description``, non-null ``default``, ``minimum``/``maximum`` (from ``ge``/``le``),
-``minLength``/``maxLength``, ``minItems``/``maxItems``, ``pattern``, ``enum``, ``format``, ``required``.
+``minLength``/``maxLength``, ``minItems``/``maxItems``, ``pattern``, ``enum``, ``format``, ``required``, and
+``x-kubernetes-validations`` (CEL rules from ``model_config``/``Field`` ``json_schema_extra``; checked for shape:
+``rule``, a ``message``, a known ``reason``, a ``fieldPath`` starting with ``.``). API servers before 1.25 (CEL)
+ignore the keyword when decoding the CRD, so the CRD still installs there; the controller repeats every check.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 HEADER = "# Generated from jobtrigger/api/models.py by `jobtrigger crd`; do not edit.\n"
 
 _PRESERVE = "x-kubernetes-preserve-unknown-fields"
+_VALIDATIONS = "x-kubernetes-validations"
 _TOP_DESCRIPTION = "JobTrigger runs a Kubernetes Job when something happens in the cluster."
 
 #: Output key order, for a readable YAML file.
@@ -77,6 +82,7 @@ _KEY_ORDER = (
     "properties",
     "additionalProperties",
     _PRESERVE,
+    _VALIDATIONS,
 )
 #: JSON Schema keywords copied unchanged (after their children are converted).
 _PASSTHROUGH = frozenset(
@@ -184,6 +190,8 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], where: str, stack: tupl
                 raise SchemaError(f"{where}: additionalProperties {value!r} is not supported")
         elif key == _PRESERVE:
             out[_PRESERVE] = bool(value)
+        elif key == _VALIDATIONS:
+            out[_VALIDATIONS] = _validations(value, where)
         elif key == "uniqueItems":
             raise SchemaError(f"{where}: uniqueItems is forbidden; use x-kubernetes-list-type: set")
         else:
@@ -202,8 +210,8 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], where: str, stack: tupl
         and node.get("additionalProperties", True) is True
     )
     if out.get(_PRESERVE) or is_open_object:
-        # dict[str, Any] or an explicitly opaque field: keep whatever the client sends.
-        out.pop("properties", None)
+        # dict[str, Any] or an explicitly opaque field: keep whatever the client sends. Properties it names
+        # explicitly (the shape of jobTemplate.spec) are checked; everything else is kept as written.
         out.pop("additionalProperties", None)
         out["type"] = "object"
         out[_PRESERVE] = True
@@ -226,6 +234,33 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], where: str, stack: tupl
     if not out.get("required"):
         out.pop("required", None)
     return _ordered(out)
+
+
+_RULE_KEYS = frozenset({"rule", "message", "messageExpression", "fieldPath", "reason", "optionalOldSelf"})
+_REASONS = frozenset({"FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired", "FieldValueDuplicate"})
+
+
+def _validations(value: Any, where: str) -> list[dict[str, Any]]:
+    """``x-kubernetes-validations`` (CEL rules), checked for the shape the API server accepts."""
+    if not isinstance(value, list) or not value:
+        raise SchemaError(f"{where}: x-kubernetes-validations must be a non-empty list")
+    rules: list[dict[str, Any]] = []
+    for rule in value:
+        if not isinstance(rule, dict) or not isinstance(rule.get("rule"), str) or not rule["rule"].strip():
+            raise SchemaError(f"{where}: a CEL rule needs a non-empty 'rule'")
+        if unknown := set(rule) - _RULE_KEYS:
+            raise SchemaError(f"{where}: unknown keys {sorted(unknown)} in a CEL rule")
+        if not rule.get("message") and not rule.get("messageExpression"):
+            raise SchemaError(f"{where}: CEL rule {rule['rule']!r} has no message")
+        if "reason" in rule and rule["reason"] not in _REASONS:
+            raise SchemaError(f"{where}: reason {rule['reason']!r} is not one of {sorted(_REASONS)}")
+        if "fieldPath" in rule and not str(rule["fieldPath"]).startswith("."):
+            raise SchemaError(f"{where}: fieldPath {rule['fieldPath']!r} must start with '.'")
+        ordered = {
+            key: rule[key] for key in ("rule", "message", "messageExpression", "fieldPath", "reason") if key in rule
+        }
+        rules.append(copy.deepcopy({**ordered, **rule}))
+    return rules
 
 
 def structural_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 GROUP = "jobtrigger.dev"
 VERSION = "v1alpha1"
@@ -32,10 +33,34 @@ API_VERSION_PATTERN = (
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?v[0-9]+((alpha|beta)[0-9]+)?$"
 )
 KIND_PATTERN = r"^[A-Z][A-Za-z0-9]*$"
+#: Longest cooldown the controller accepts (366 days, as ``validation.MAX_DURATION``), as a Go duration for CEL.
+MAX_DURATION_GO = "8784h"
+#: Default of ``spec.output.keepVersions`` (the CRD default; a CEL rule allows only this value without ``versioned``).
+DEFAULT_KEEP_VERSIONS = 5
+#: Upper bounds on lists that CEL rules run on: the API server estimates a rule's cost from the largest possible
+#: number of evaluations, and rejects the CRD when nested unbounded lists make that number astronomical.
+MAX_WATCH = 256
+MAX_EXPRESSIONS = 64
+CEL = "x-kubernetes-validations"
+
+
+def cel(rule: str, message: str, field_path: str | None = None, reason: str | None = None) -> JsonDict:
+    """One ``x-kubernetes-validations`` rule (CEL), checked by API servers that know CEL (1.25+; ``fieldPath`` and
+    ``reason`` 1.28+); older servers drop the keyword. Every rule repeats a check of
+    :mod:`jobtrigger.api.validation` (or, marked as such in docs/api.md, one that is only useful at admission)."""
+    out: JsonDict = {"rule": rule, "message": message}
+    if field_path:
+        out["fieldPath"] = field_path
+    if reason:
+        out["reason"] = reason
+    return out
 
 
 class Model(BaseModel):
-    """Base: camelCase aliases, unknown fields ignored (the API server prunes them anyway)."""
+    """Base: camelCase aliases, unknown fields ignored (the API server prunes them anyway).
+
+    A subclass adds CEL rules with ``model_config = ConfigDict(json_schema_extra={CEL: [cel(...)]})``.
+    """
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
@@ -44,6 +69,25 @@ class Model(BaseModel):
 
 
 class LabelSelectorRequirement(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            CEL: [
+                cel(
+                    "!(self.operator in ['In', 'NotIn']) || (has(self.values) && size(self.values) > 0)",
+                    "operator In/NotIn needs at least one value",
+                    ".values",
+                    "FieldValueRequired",
+                ),
+                cel(
+                    "!(self.operator in ['Exists', 'DoesNotExist']) || !has(self.values) || size(self.values) == 0",
+                    "operator Exists/DoesNotExist takes no values",
+                    ".values",
+                    "FieldValueForbidden",
+                ),
+            ]
+        }
+    )
+
     key: str = Field(description="The label key the requirement applies to.")
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(description="How the key relates to the values.")
     values: list[str] | None = Field(
@@ -54,9 +98,22 @@ class LabelSelectorRequirement(Model):
 class LabelSelector(Model):
     """A standard Kubernetes label selector; all requirements must match (AND)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            CEL: [
+                cel(
+                    "(has(self.matchLabels) && size(self.matchLabels) > 0)"
+                    " || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",
+                    "an empty selector would match every object; name the labels to match",
+                    reason="FieldValueRequired",
+                )
+            ]
+        }
+    )
+
     match_labels: dict[str, str] | None = Field(default=None, description="Labels that must be equal.")
     match_expressions: list[LabelSelectorRequirement] | None = Field(
-        default=None, description="Set-based requirements."
+        default=None, max_length=MAX_EXPRESSIONS, description="Set-based requirements."
     )
 
 
@@ -77,6 +134,21 @@ class Mount(Model):
 
 class WatchedResource(Model):
     """One object (by ``name``) or a set of objects (by ``selector``) of any apiVersion/kind."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            CEL: [
+                cel("has(self.name) != has(self.selector)", "set exactly one of name and selector"),
+                cel(
+                    "!has(self.mount) || (self.apiVersion == 'v1' && self.kind in ['Secret', 'ConfigMap'])",
+                    "only a v1 Secret or ConfigMap can be mounted",
+                    ".mount",
+                    "FieldValueForbidden",
+                ),
+                cel("!has(self.mount) || has(self.name)", "mount needs a watched object by name", ".mount"),
+            ]
+        }
+    )
 
     api_version: str = Field(
         min_length=1,
@@ -108,7 +180,7 @@ class WatchedResource(Model):
 class ResourceTrigger(Model):
     """Run a Job when watched objects change (kube-changejob, cert-watch)."""
 
-    watch: list[WatchedResource] = Field(min_length=1, description="The objects to watch.")
+    watch: list[WatchedResource] = Field(min_length=1, max_length=MAX_WATCH, description="The objects to watch.")
     condition: Literal["Any", "All"] = Field(
         default="Any",
         description="`Any`: a change of any watched resource runs the Job. `All`: every listed resource "
@@ -117,6 +189,15 @@ class ResourceTrigger(Model):
     cooldown: str = Field(
         default="60s",
         pattern=DURATION_PATTERN,
+        max_length=64,
+        json_schema_extra={
+            CEL: [
+                cel(
+                    f"duration(self) <= duration('{MAX_DURATION_GO}')",
+                    f"duration is longer than the maximum of {MAX_DURATION_GO}",
+                )
+            ]
+        },
         description="Minimum time between two runs. A change inside the window is deferred to its end, never dropped.",
     )
 
@@ -179,6 +260,18 @@ class ManualTrigger(Model):
 class Triggers(Model):
     """When to run. Several trigger types may be combined; each occurrence of any of them runs the Job."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            CEL: [
+                cel(
+                    "has(self.resources) || has(self.pods) || has(self.schedule) || has(self.manual)",
+                    "set at least one of resources, pods, schedule, manual",
+                    reason="FieldValueRequired",
+                )
+            ]
+        }
+    )
+
     resources: ResourceTrigger | None = Field(default=None, description="Resource-change trigger.")
     pods: PodTrigger | None = Field(default=None, description="Pod-state trigger.")
     schedule: ScheduleTrigger | None = Field(default=None, description="Cron or `@once` schedule.")
@@ -190,6 +283,20 @@ class Triggers(Model):
 
 class OutputSpec(Model):
     """Persist what the Job produced into a Secret or ConfigMap (ExtendedJob, QuarksJob)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            CEL: [
+                cel(
+                    f"(has(self.versioned) && self.versioned) || !has(self.keepVersions)"
+                    f" || self.keepVersions == {DEFAULT_KEEP_VERSIONS}",
+                    "keepVersions applies to versioned outputs only: set versioned: true or remove keepVersions",
+                    ".keepVersions",
+                    "FieldValueForbidden",
+                )
+            ]
+        }
+    )
 
     source: Literal["TerminationMessage", "Logs", "Files"] = Field(
         default="TerminationMessage",
@@ -205,7 +312,9 @@ class OutputSpec(Model):
     overwrite: bool = Field(default=True, description="Replace the previous output.")
     write_on_failure: bool = Field(default=False, description="Also persist output of failed Jobs.")
     versioned: bool = Field(default=False, description="Write immutable `<name>-v<N>` objects instead of overwriting.")
-    keep_versions: int = Field(default=5, ge=1, description="Versioned: how many versions are kept.")
+    keep_versions: int = Field(
+        default=DEFAULT_KEEP_VERSIONS, ge=1, description="Versioned: how many versions are kept."
+    )
     max_bytes: int = Field(
         default=512 * 1024, ge=1, le=1024 * 1024, description="Larger output is refused with a status error."
     )
@@ -219,13 +328,51 @@ class JobTemplateMetadata(Model):
     annotations: dict[str, str] | None = Field(default=None, description="Annotations added to every Job.")
 
 
+def _open_object(description: str, **schema: Any) -> dict[str, Any]:
+    return {"description": description, "type": "object", "x-kubernetes-preserve-unknown-fields": True, **schema}
+
+
+#: What the CRD says about ``jobTemplate.spec`` beyond "an object": the shape the controller relies on (a pod
+#: template object with a pod spec object holding a non-empty list of named containers), never the whole PodSpec.
+#: Everything else is kept as written and checked by the API server's dry run of the Job.
+JOB_SPEC_SCHEMA: dict[str, Any] = {
+    "x-kubernetes-preserve-unknown-fields": True,
+    "required": ["template"],
+    "properties": {
+        "template": _open_object(
+            "The pod template (metadata and spec) of the Job.",
+            required=["spec"],
+            properties={
+                "metadata": _open_object("Pod labels and annotations; jobtrigger adds jobtrigger.dev/owner."),
+                "spec": _open_object(
+                    "A core/v1 PodSpec.",
+                    required=["containers"],
+                    properties={
+                        "containers": {
+                            "description": "The containers of the pod; at least one, each with a name.",
+                            "type": "array",
+                            "minItems": 1,
+                            "items": _open_object(
+                                "A core/v1 Container.",
+                                required=["name"],
+                                properties={"name": {"description": "Container name.", "type": "string"}},
+                            ),
+                        }
+                    },
+                ),
+            },
+        )
+    },
+}
+
+
 class JobTemplate(Model):
     """A ``batch/v1`` Job template, as in a CronJob. ``spec`` is passed through untouched (pod template
     metadata included) apart from the trigger context jobtrigger adds."""
 
     metadata: JobTemplateMetadata | None = Field(default=None, description="Labels and annotations of the Job.")
     spec: dict[str, Any] = Field(
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        json_schema_extra=JOB_SPEC_SCHEMA,
         description="A batch/v1 JobSpec. Validated by the API server (dry run) when the JobTrigger changes.",
     )
 
@@ -335,12 +482,28 @@ class JobTriggerStatus(Model):
         alias="podUIDs",
         description="Pod trigger with Deleted: pods known at the watermark (deletions while down).",
     )
+    pod_handled: list[str] | None = Field(
+        default=None,
+        description="Pod trigger: occurrences already run or skipped that a restart could still see (never rerun).",
+    )
     last_skipped: SkippedRun | None = Field(
         default=None, description="The last run skipped by concurrencyPolicy Forbid, and why."
     )
 
 
 class JobTrigger(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            CEL: [
+                cel(
+                    "!has(self.metadata.name) || size(self.metadata.name) <= 63",
+                    "metadata.name: at most 63 characters: the name is a label value on every Job",
+                    reason="FieldValueInvalid",
+                )
+            ]
+        }
+    )
+
     api_version: Literal["jobtrigger.dev/v1alpha1"] = "jobtrigger.dev/v1alpha1"
     kind: Literal["JobTrigger"] = "JobTrigger"
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from jobtrigger.api.crd import SchemaError, crd, crd_yaml, openapi_schema, structural_schema
 from jobtrigger.api.models import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, JobTrigger
+from jobtrigger.api.validation import parse_jobtrigger
 
 CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "jobtrigger.dev_jobtriggers.yaml"
 
@@ -43,10 +44,12 @@ ALLOWED_KEYWORDS = {
     "properties",
     "additionalProperties",
     "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-validations",
 }
 FORBIDDEN_KEYWORDS = {"$ref", "$defs", "definitions", "anyOf", "oneOf", "allOf", "not", "const", "title"}
 TYPES = {"object", "array", "string", "integer", "number", "boolean"}
 PRESERVE = "x-kubernetes-preserve-unknown-fields"
+CEL = "x-kubernetes-validations"
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -70,7 +73,7 @@ def to_draft7(node: dict[str, Any]) -> dict[str, Any]:
     prunes unknown fields, so an unknown field in an example is a mistake we want to see); objects marked
     ``x-kubernetes-preserve-unknown-fields`` and property-less objects stay open.
     """
-    out = {key: value for key, value in node.items() if key not in ("nullable", PRESERVE)}
+    out = {key: value for key, value in node.items() if key not in ("nullable", PRESERVE, CEL)}
     if node.get("nullable"):
         out["type"] = [node["type"], "null"]
     if "properties" in node:
@@ -164,6 +167,31 @@ INVALID: dict[str, tuple[Mutation, list[str], str]] = {
     ),
     "history-minimum": (lambda o: _set(o, ["spec", "history"], 0), ["spec", "history"], "minimum"),
     "jobtemplate-required": (lambda o: _delete(o, ["spec", "jobTemplate"]), ["spec"], "required"),
+    "template-not-an-object": (
+        lambda o: _set(o, ["spec", "jobTemplate", "spec", "template"], -1),
+        ["spec", "jobTemplate", "spec", "template"],
+        "type",
+    ),
+    "template-spec-not-an-object": (
+        lambda o: _set(o, ["spec", "jobTemplate", "spec", "template", "spec"], "x"),
+        ["spec", "jobTemplate", "spec", "template", "spec"],
+        "type",
+    ),
+    "containers-minitems": (
+        lambda o: _set(o, ["spec", "jobTemplate", "spec", "template", "spec", "containers"], []),
+        ["spec", "jobTemplate", "spec", "template", "spec", "containers"],
+        "minItems",
+    ),
+    "container-not-an-object": (
+        lambda o: _set(o, ["spec", "jobTemplate", "spec", "template", "spec", "containers"], ["busybox"]),
+        ["spec", "jobTemplate", "spec", "template", "spec", "containers", 0],
+        "type",
+    ),
+    "container-name-required": (
+        lambda o: _delete(o, ["spec", "jobTemplate", "spec", "template", "spec", "containers", 0, "name"]),
+        ["spec", "jobTemplate", "spec", "template", "spec", "containers", 0],
+        "required",
+    ),
     "watch-minitems": (
         lambda o: _set(o, ["spec", "triggers", "resources", "watch"], []),
         ["spec", "triggers", "resources", "watch"],
@@ -275,8 +303,14 @@ def test_schema_is_structural() -> None:
             problems.append(f"{path}: no type (got {node.get('type')!r})")
         if "properties" in node and "additionalProperties" in node:
             problems.append(f"{path}: additionalProperties next to properties")
-        if node.get(PRESERVE) and ("properties" in node or "additionalProperties" in node):
-            problems.append(f"{path}: preserve-unknown-fields together with properties/additionalProperties")
+        if node.get(PRESERVE) and "additionalProperties" in node:
+            problems.append(f"{path}: preserve-unknown-fields together with additionalProperties")
+        for rule in node.get(CEL, []):
+            if not rule.get("message"):
+                problems.append(f"{path}: CEL rule {rule.get('rule')!r} without a message")
+            field = rule.get("fieldPath", ".")[1:]
+            if field and field not in node.get("properties", {}):
+                problems.append(f"{path}: CEL fieldPath {rule['fieldPath']!r} is not a property")
         if "additionalProperties" in node and not isinstance(node["additionalProperties"], dict):
             problems.append(f"{path}: additionalProperties must be a schema")
         if "nullable" in node and ("type" not in node or node["nullable"] is not True):
@@ -327,7 +361,24 @@ def test_field_shapes() -> None:
     spec = openapi_schema()["properties"]["spec"]["properties"]
     job_spec = spec["jobTemplate"]["properties"]["spec"]
     assert job_spec["type"] == "object" and job_spec[PRESERVE] is True
-    assert "properties" not in job_spec and "additionalProperties" not in job_spec
+    assert "additionalProperties" not in job_spec
+    # what the controller relies on, and nothing of the PodSpec beyond it: everything else is kept as written
+    template = job_spec["properties"]["template"]
+    assert job_spec["required"] == ["template"] and set(job_spec["properties"]) == {"template"}
+    assert template["type"] == "object" and template[PRESERVE] is True and template["required"] == ["spec"]
+    assert template["properties"]["metadata"] == {
+        "description": "Pod labels and annotations; jobtrigger adds jobtrigger.dev/owner.",
+        "type": "object",
+        PRESERVE: True,
+    }
+    pod = template["properties"]["spec"]
+    assert pod["type"] == "object" and pod[PRESERVE] is True and pod["required"] == ["containers"]
+    assert set(pod["properties"]) == {"containers"}
+    containers = pod["properties"]["containers"]
+    assert containers["type"] == "array" and containers["minItems"] == 1
+    assert containers["items"]["type"] == "object" and containers["items"][PRESERVE] is True
+    assert containers["items"]["required"] == ["name"]
+    assert set(containers["items"]["properties"]) == {"name"}
     labels = spec["jobTemplate"]["properties"]["metadata"]["properties"]["labels"]
     assert labels == {
         "description": "Labels added to every Job.",
@@ -384,9 +435,96 @@ def test_invalid_examples(validator: jsonschema.Draft7Validator, case: str) -> N
     mutate, path, keyword = INVALID[case]
     obj = mutate(valid_example())
     assert errors_of(validator, obj) == [(path, keyword)]
-    # the model agrees with the CRD
-    with pytest.raises(pydantic.ValidationError):
-        JobTrigger.model_validate(obj)
+    # the controller agrees with the CRD: the model for typed fields, validation for the Job template's shape
+    if path[:3] == ["spec", "jobTemplate", "spec"]:
+        jt, errors = parse_jobtrigger(obj)
+        assert jt is not None and errors
+        wanted = _field_name(path)
+        assert all(e.field.startswith(wanted) for e in errors), (wanted, errors)
+    else:
+        with pytest.raises(pydantic.ValidationError):
+            JobTrigger.model_validate(obj)
+
+
+def _field_name(path: list[Any]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(path))
+
+
+# --------------------------------------------------------------------------------------------- CEL rules
+
+
+def rules() -> dict[str, list[dict[str, str]]]:
+    """Schema path -> its CEL rules."""
+    return {path: node[CEL] for path, node in walk(openapi_schema()) if CEL in node}
+
+
+#: every rule generated into the CRD (path in the schema -> the rules' messages); docs/api.md lists the same
+EXPECTED_RULES = {
+    ".": ["metadata.name: at most 63 characters: the name is a label value on every Job"],
+    ".spec.triggers": ["set at least one of resources, pods, schedule, manual"],
+    ".spec.triggers.resources.watch[]": [
+        "set exactly one of name and selector",
+        "only a v1 Secret or ConfigMap can be mounted",
+        "mount needs a watched object by name",
+    ],
+    ".spec.triggers.resources.cooldown": ["duration is longer than the maximum of 8784h"],
+    **{
+        f"{selector}": ["an empty selector would match every object; name the labels to match"]
+        for selector in (".spec.triggers.resources.watch[].selector", ".spec.triggers.pods.selector")
+    },
+    **{
+        f"{selector}.matchExpressions[]": [
+            "operator In/NotIn needs at least one value",
+            "operator Exists/DoesNotExist takes no values",
+        ]
+        for selector in (".spec.triggers.resources.watch[].selector", ".spec.triggers.pods.selector")
+    },
+    ".spec.output": ["keepVersions applies to versioned outputs only: set versioned: true or remove keepVersions"],
+}
+
+
+def test_cel_rules() -> None:
+    assert {path: [r["message"] for r in found] for path, found in rules().items()} == EXPECTED_RULES
+    for found in rules().values():
+        for rule in found:
+            assert set(rule) <= {"rule", "message", "fieldPath", "reason"}
+            assert rule.get("reason", "FieldValueInvalid") in {
+                "FieldValueInvalid",
+                "FieldValueForbidden",
+                "FieldValueRequired",
+            }
+
+
+def test_lists_around_cel_rules_are_bounded() -> None:
+    """The API server estimates a rule's cost times the number of times it can run, i.e. the product of the
+    maxItems of every list around it (unbounded: millions); nested unbounded lists make it refuse the CRD."""
+    schema = openapi_schema()
+    for path in rules():
+        node, unbounded = schema, []
+        for step in re.findall(r"\.(\w+)|(\[\])", path):
+            if step[1]:
+                if "maxItems" not in node:
+                    unbounded.append(path)
+                node = node["items"]
+            else:
+                node = node["properties"][step[0]]
+        assert len(unbounded) <= 1, f"{path}: nested lists without maxItems"
+
+
+def test_cel_rules_are_dropped_by_servers_that_do_not_know_them() -> None:
+    """Kubernetes < 1.25 does not know x-kubernetes-validations; without it the CRD is the same schema (the
+    1.20 integration suite installs it, which proves the API server accepts the CRD with the unknown keyword)."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != CEL}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    stripped = strip(crd())
+    assert CEL not in yaml.safe_dump(stripped)
+    kubernetes_validate.validate(stripped, "1.30.0", strict=True)
 
 
 # --------------------------------------------------------------------------------------------- the converter

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# build-envtest.sh — obtain kube-apiserver, kube-controller-manager and etcd for the test suite and the demo.
+# build-envtest.sh — the OLDEST supported control plane (Kubernetes 1.20.2) for the test suite:
+# kube-apiserver, kube-controller-manager, kube-scheduler, etcd and kwok. The newest one is hack/build-k8s.sh;
+# jobtrigger/envtest.py calls the script of the version $JOBTRIGGER_K8S_VERSION selects.
 #
 # Kubernetes ships no prebuilt binaries through the registries this project may use, so we build v1.20.2
-# offline from Debian bookworm's `kubernetes` source package (the orig tarball includes vendor/) with Debian's Go,
-# and take etcd from Debian's `etcd-server`. Four traps are handled here (see docs/testing.md and
-# docs/testing-envtest-notes.md):
+# offline from Debian bookworm's `kubernetes` source package (the orig tarball includes vendor/) with Debian's Go
+# 1.19, take etcd from Debian's `etcd-server` (3.4) and kwok from hack/build-kwok.sh (Go modules, machine's Go).
+# Four traps are handled here (see docs/testing.md and docs/testing-envtest-notes.md):
 #   1. build in GOPATH mode via `make WHAT=...` (module mode with -mod=vendor fails on Go 1.19);
 #   2. `make generated_files` needs rsync (else a 0-byte generator and "Permission denied");
 #   3. vendored modern-go/reflect2 v1.0.1 segfaults the whole apiserver under Go >= 1.18 on pretty/YAML output:
@@ -12,11 +14,12 @@
 #   4. vendored kube-openapi's type validator treats "" as null under Go >= 1.16 (CRs with `spec.x: ""` and CRDs
 #      with `default: ""` are rejected with 'must be of type string: "null"'): patch it as upstream kube-openapi#230.
 #
-# Result: $JOBTRIGGER_ENVTEST_DIR/bin/{kube-apiserver,kube-controller-manager,etcd}
+# Result: $JOBTRIGGER_ENVTEST_DIR/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,etcd,kwok}
 # (default ~/.cache/jobtrigger/envtest/1.20.2) and bin/.patches, the list of source fixes built in.
 # A second run finds them and returns at once; binaries whose .patches lacks one of $FIXES are rebuilt.
 # If KUBEBUILDER_ASSETS names a folder that already holds kube-apiserver and etcd, nothing is built.
 set -euo pipefail
+HACK=$(cd "$(dirname "$0")" && pwd)
 
 KVER=1.20.5+really1.20.2-1.1+deb12u1
 DEST=${JOBTRIGGER_ENVTEST_DIR:-$HOME/.cache/jobtrigger/envtest/1.20.2}
@@ -74,14 +77,24 @@ EOF
 if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ] && [ -x "$KUBEBUILDER_ASSETS/etcd" ]; then
   log "using KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"; exit 0
 fi
-if [ -x "$DEST/bin/kube-apiserver" ] && [ -x "$DEST/bin/kube-controller-manager" ] && [ -x "$DEST/bin/etcd" ]; then
+mkdir -p "$DEST/bin"
+# one build at a time (make, a test session and a demo may all start one); the second finds the first's result
+exec 9>"$DEST/.script.lock"
+flock 9
+bash "$HACK/build-kwok.sh"
+ln -sf "${JOBTRIGGER_KWOK_DIR:-$HOME/.cache/jobtrigger/kwok/${JOBTRIGGER_KWOK_VERSION:-0.8.0}}/kwok" "$DEST/bin/kwok"
+if [ -x "$DEST/bin/kube-apiserver" ] && [ -x "$DEST/bin/kube-controller-manager" ] \
+   && [ -x "$DEST/bin/kube-scheduler" ] && [ -x "$DEST/bin/etcd" ]; then
   missing=$(missing_fixes)
   if [ -z "$missing" ]; then log "binaries cached in $DEST/bin"; exit 0; fi
   log "cached binaries in $DEST/bin lack fix(es): $missing(see $DEST/bin/.patches); rebuilding"
 fi
 
+# Debian's Go 1.19, by its full path: the machine's newer Go (1.26) refuses the //go:linkname uses of the old
+# vendored code (reflect2 and friends), and Go >= 1.21 rewrites the toolchain line of 1.20's go.mod.
+GO119=/usr/lib/go-1.19/bin
 need_apt=()
-command -v go >/dev/null || need_apt+=(golang-go)
+[ -x "$GO119/go" ] || need_apt+=(golang-1.19-go)
 command -v etcd >/dev/null || need_apt+=(etcd-server)
 command -v rsync >/dev/null || need_apt+=(rsync)
 command -v make >/dev/null || need_apt+=(make)
@@ -130,14 +143,14 @@ else
 fi
 
 cd "$SRC"
-log "building kube-apiserver and kube-controller-manager (about 4 minutes on 2 cores)"
+log "building kube-apiserver, kube-controller-manager, kube-scheduler with $("$GO119/go" version) (~8 min on 2 cores)"
 t0=$(date +%s)
-env GOCACHE="$BUILD/gocache" GOPROXY=off GOFLAGS= GOTOOLCHAIN=local CGO_ENABLED=0 \
-  GOLDFLAGS="-s -w" make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$BUILD/make.log" 2>&1 \
+env PATH="$GO119:$PATH" GOROOT= GOCACHE="$BUILD/gocache" GOPROXY=off GOFLAGS= GOTOOLCHAIN=local CGO_ENABLED=0 \
+  GOLDFLAGS="-s -w" make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler" >"$BUILD/make.log" 2>&1 \
   || { tail -40 "$BUILD/make.log" >&2; exit 1; }
 # Install atomically (copy to a temp name in the same folder, then rename): other sessions may be running the
 # old binaries or starting them right now.
-for b in kube-apiserver kube-controller-manager; do
+for b in kube-apiserver kube-controller-manager kube-scheduler; do
   cp -f "_output/bin/$b" "$DEST/bin/.$b.tmp.$$"
   mv -f "$DEST/bin/.$b.tmp.$$" "$DEST/bin/$b"
 done

@@ -2,13 +2,25 @@
 
 This module owns the lifecycle of a local control plane made of real upstream binaries:
 
-* ``etcd`` (Debian's ``etcd-server``),
-* ``kube-apiserver`` (v1.20.2, built offline by ``hack/build-envtest.sh``),
+* ``etcd``,
+* ``kube-apiserver``,
 * optionally ``kube-controller-manager``, so that the real Job controller, garbage collector and
-  namespace controller drive objects exactly like in a cluster.
+  namespace controller drive objects exactly like in a cluster,
+* optionally ``kube-scheduler`` and `KWOK <https://kwok.sigs.k8s.io>`_ with one fake Node, so that pods are
+  scheduled and go through a node's lifecycle (Running/Ready, Job pods Succeeded or Failed) without a kubelet.
 
-There is no scheduler and no kubelet: pods never run. Tests play the kubelet by patching pod status
-through the ``/status`` subresource. We deliberately use the real API server instead of a fake API:
+Two Kubernetes versions are supported, chosen by ``$JOBTRIGGER_K8S_VERSION``:
+
+* ``1.37.2`` (the default, the newest release): everything built from Go modules by ``hack/build-k8s.sh``
+  (kube-apiserver, kube-controller-manager, kube-scheduler, etcd 3.7.3, kwok 0.8.0);
+* ``1.20.2`` (the oldest supported): kube-apiserver, kube-controller-manager and kube-scheduler built from
+  Debian's source package with Debian's Go 1.19 by ``hack/build-envtest.sh``, Debian's etcd 3.4, the same kwok.
+
+KWOK manages only the Node it is given (annotation ``kwok.x-k8s.io/node=fake``), and that Node carries the
+taint ``kwok.x-k8s.io/node=fake:NoSchedule``: pods that tolerate it (:data:`KWOK_TOLERATION`) are scheduled
+there and driven by the stages in ``jobtrigger/envtest_stages/kwok.yaml``; all other pods stay Pending, as on a
+control plane without nodes, and tests may still set their status through the ``/status`` subresource.
+We deliberately use the real API server instead of a fake API:
 admission, validation, defaulting, resourceVersions, watch semantics (bookmarks, 410 Expired) and the
 Job controller are exactly what the controller meets in production, so a passing integration test
 means something.
@@ -20,9 +32,9 @@ running demo, say) can coexist.
 Binaries are looked up in this order:
 
 1. ``$KUBEBUILDER_ASSETS`` (a folder holding ``kube-apiserver`` and ``etcd``, optionally
-   ``kube-controller-manager``), as with controller-runtime's envtest;
-2. ``$JOBTRIGGER_ENVTEST_DIR/bin`` (default ``~/.cache/jobtrigger/envtest/1.20.2/bin``); when that
-   is missing, ``hack/build-envtest.sh`` from the source checkout builds it (about 4 minutes, once).
+   ``kube-controller-manager``, ``kube-scheduler`` and ``kwok``), as with controller-runtime's envtest;
+2. ``$JOBTRIGGER_ENVTEST_DIR/bin`` (default ``~/.cache/jobtrigger/envtest/<version>/bin``); when a binary
+   is missing there, the version's build script from the source checkout builds it (once; see docs/testing.md).
 
 Command line: ``python -m jobtrigger.envtest up`` starts a control plane, prints
 ``export KUBECONFIG=...`` and keeps it running until SIGINT/SIGTERM.
@@ -65,19 +77,35 @@ import yaml
 
 __all__ = [
     "DEFAULT_ENVTEST_VERSION",
+    "KWOK_NODE",
+    "KWOK_TOLERATION",
+    "OLDEST_K8S_VERSION",
     "Binaries",
     "ControlPlane",
     "EnvtestError",
     "default_envtest_dir",
     "existing_kubeconfig",
     "find_binaries",
+    "k8s_version",
     "main",
 ]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-DEFAULT_ENVTEST_VERSION = "1.20.2"
+#: the Kubernetes version used unless $JOBTRIGGER_K8S_VERSION says otherwise (the newest one the project builds)
+DEFAULT_ENVTEST_VERSION = "1.37.2"
+#: the oldest version the project supports and tests (see docs/compatibility.md)
+OLDEST_K8S_VERSION = "1.20.2"
+#: the fake Node that KWOK manages, and the toleration a pod needs to be scheduled onto it
+KWOK_NODE = "kwok-node-0"
+KWOK_TOLERATION: dict[str, str] = {
+    "key": "kwok.x-k8s.io/node",
+    "operator": "Equal",
+    "value": "fake",
+    "effect": "NoSchedule",
+}
+_KWOK_STAGES = Path(__file__).resolve().parent / "envtest_stages" / "kwok.yaml"
 USER_AGENT = "jobtrigger-envtest/1"  # never curl/Wget: the 1.20 apiserver pretty-prints for those (see docs)
 _STOP_GRACE_S = 5.0
 _POLL_S = 0.1
@@ -106,14 +134,33 @@ class Binaries:
     kube_apiserver: Path
     etcd: Path
     kube_controller_manager: Path | None
+    kube_scheduler: Path | None = None
+    kwok: Path | None = None
 
 
-def default_envtest_dir() -> Path:
-    """Folder that contains ``bin/`` ($JOBTRIGGER_ENVTEST_DIR or ~/.cache/jobtrigger/envtest/1.20.2)."""
+_OPTIONAL = ("kube-controller-manager", "kube-scheduler", "kwok")
+
+
+def k8s_version() -> str:
+    """The Kubernetes version to run: $JOBTRIGGER_K8S_VERSION, default :data:`DEFAULT_ENVTEST_VERSION`."""
+    version = (os.environ.get("JOBTRIGGER_K8S_VERSION") or DEFAULT_ENVTEST_VERSION).removeprefix("v")
+    if not re.fullmatch(r"1\.\d+\.\d+", version):
+        raise EnvtestError(f"JOBTRIGGER_K8S_VERSION={version!r} is not a version like 1.37.2")
+    return version
+
+
+def default_envtest_dir(version: str | None = None) -> Path:
+    """Folder that contains ``bin/`` ($JOBTRIGGER_ENVTEST_DIR or ~/.cache/jobtrigger/envtest/<version>)."""
     env = os.environ.get("JOBTRIGGER_ENVTEST_DIR")
     if env:
         return Path(env).expanduser()
-    return Path.home() / ".cache" / "jobtrigger" / "envtest" / DEFAULT_ENVTEST_VERSION
+    return Path.home() / ".cache" / "jobtrigger" / "envtest" / (version or k8s_version())
+
+
+def _build_script(version: str) -> Path:
+    """hack/build-envtest.sh for 1.20 (Debian's source package), hack/build-k8s.sh (Go modules) otherwise."""
+    name = "build-envtest.sh" if version.startswith("1.20.") else "build-k8s.sh"
+    return _repo_root() / "hack" / name
 
 
 def _repo_root() -> Path:
@@ -125,7 +172,7 @@ def _executable(path: Path) -> bool:
 
 
 def _from_folder(folder: Path) -> Binaries | None:
-    apiserver, kcm, etcd = folder / "kube-apiserver", folder / "kube-controller-manager", folder / "etcd"
+    apiserver, etcd = folder / "kube-apiserver", folder / "etcd"
     if not _executable(apiserver):
         return None
     if not _executable(etcd):
@@ -133,47 +180,57 @@ def _from_folder(folder: Path) -> Binaries | None:
         if found is None:
             return None
         etcd = Path(found)
-    return Binaries(kube_apiserver=apiserver, etcd=etcd, kube_controller_manager=kcm if _executable(kcm) else None)
+    opt = {name: (folder / name if _executable(folder / name) else None) for name in _OPTIONAL}
+    return Binaries(
+        kube_apiserver=apiserver,
+        etcd=etcd,
+        kube_controller_manager=opt["kube-controller-manager"],
+        kube_scheduler=opt["kube-scheduler"],
+        kwok=opt["kwok"],
+    )
 
 
-def _build() -> None:
-    script = _repo_root() / "hack" / "build-envtest.sh"
+def _build(version: str) -> None:
+    script = _build_script(version)
+    dest = default_envtest_dir(version)
     if not script.is_file():
         raise EnvtestError(
-            "kube-apiserver/etcd binaries not found and hack/build-envtest.sh is not available next to the "
-            f"jobtrigger package (looked for {script}). Either set KUBEBUILDER_ASSETS to a folder holding "
-            "kube-apiserver, etcd (and optionally kube-controller-manager), put them into "
-            f"{default_envtest_dir() / 'bin'} (or set JOBTRIGGER_ENVTEST_DIR), or run "
-            "hack/build-envtest.sh from a jobtrigger source checkout."
+            f"Kubernetes {version} binaries not found and {script.name} is not available next to the jobtrigger "
+            f"package (looked for {script}). Either set KUBEBUILDER_ASSETS to a folder holding kube-apiserver, etcd "
+            f"(and optionally kube-controller-manager, kube-scheduler, kwok), put them into {dest / 'bin'} (or set "
+            f"JOBTRIGGER_ENVTEST_DIR), or run hack/{script.name} from a jobtrigger source checkout."
         )
-    dest = default_envtest_dir()
     dest.mkdir(parents=True, exist_ok=True)
     # Serialize concurrent builds (a test session and a demo starting at the same time).
     with open(dest / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _from_folder(dest / "bin") is not None:
             return
-        log.warning("envtest binaries missing; running %s (about 4 minutes, once)", script)
-        proc = subprocess.run(["bash", str(script)], check=False)
+        log.warning("Kubernetes %s binaries missing; running %s (once; see docs/testing.md)", version, script)
+        env = {**os.environ, "JOBTRIGGER_K8S_VERSION": version}
+        proc = subprocess.run(["bash", str(script)], check=False, env=env)
         if proc.returncode != 0:
             raise EnvtestError(f"{script} failed with exit code {proc.returncode}")
 
 
-def find_binaries(*, build: bool = True) -> Binaries:
-    """Locate kube-apiserver, etcd and (optionally) kube-controller-manager; build them if missing."""
+def find_binaries(*, build: bool = True, version: str | None = None) -> Binaries:
+    """Locate the binaries of ``version`` (default :func:`k8s_version`); build them if kube-apiserver or etcd is
+    missing. A folder without kube-scheduler or kwok is used as it is (pods then stay Pending): `make test` and
+    `make demo` run the build scripts, which complete it, but a test session never starts a long build for them."""
     assets = os.environ.get("KUBEBUILDER_ASSETS")
     if assets:
         found = _from_folder(Path(assets).expanduser())
         if found is None:
             raise EnvtestError(f"KUBEBUILDER_ASSETS={assets} does not contain executable kube-apiserver and etcd")
         return found
-    folder = default_envtest_dir() / "bin"
+    version = version or k8s_version()
+    folder = default_envtest_dir(version) / "bin"
     found = _from_folder(folder)
     if found is None and build:
-        _build()
+        _build(version)
         found = _from_folder(folder)
     if found is None:
-        raise EnvtestError(f"no kube-apiserver/etcd in {folder}; run hack/build-envtest.sh")
+        raise EnvtestError(f"no kube-apiserver/etcd in {folder}; run hack/{_build_script(version).name}")
     return found
 
 
@@ -280,13 +337,15 @@ def _tail(path: Path, lines: int = 25) -> str:
 
 @dataclass(eq=False)
 class ControlPlane:
-    """etcd + kube-apiserver (+ kube-controller-manager) on free loopback ports, in a temporary work dir.
+    """etcd + kube-apiserver (+ kube-controller-manager, kube-scheduler, KWOK) on free loopback ports.
 
     Use as ``with ControlPlane() as cp:`` / ``async with ControlPlane() as cp:`` or call :meth:`start` and
     :meth:`stop` (sync; :meth:`astart`/:meth:`astop` run them in a thread). Start takes about 4 s.
     """
 
     with_controller_manager: bool = True
+    #: kube-scheduler and KWOK with one fake Node (when both binaries exist); needs the controller manager
+    with_kwok: bool = True
     binaries: Binaries | None = None  # None: find_binaries() (which may build them)
     start_timeout: float = 60.0
     keep_work_dir: bool = field(default_factory=lambda: os.environ.get("JOBTRIGGER_KEEP_ENVTEST") == "1")
@@ -345,8 +404,19 @@ class ControlPlane:
         """True when kube-controller-manager runs (Jobs get pods, GC and namespace deletion work)."""
         return "kube-controller-manager" in self._procs
 
+    @property
+    def has_kwok(self) -> bool:
+        """True when kube-scheduler and KWOK run: pods tolerating :data:`KWOK_TOLERATION` get a node lifecycle."""
+        return "kwok" in self._procs and "kube-scheduler" in self._procs
+
+    @property
+    def minor(self) -> int:
+        """Minor version of the kube-apiserver binary (20 for v1.20.2)."""
+        return self._require(self._minor or None)
+
     def log_path(self, name: str) -> Path:
-        """Log file of a component: ``etcd``, ``kube-apiserver`` or ``kube-controller-manager``."""
+        """Log file of a component: ``etcd``, ``kube-apiserver``, ``kube-controller-manager``, ``kube-scheduler``,
+        ``kwok``."""
         return self.work_dir / "logs" / f"{name}.log"
 
     def pid(self, name: str) -> int | None:
@@ -491,17 +561,27 @@ class ControlPlane:
         self._launch("kube-apiserver", self._apiserver_cmd())
         self._wait_apiserver_ready()
         t2 = time.monotonic()
-        self.timings.update(etcd_ready_s=t1 - t0, apiserver_ready_s=t2 - t1, total_s=t2 - t0)
-        kcm = self._bins().kube_controller_manager
+        self.timings.update(etcd_ready_s=t1 - t0, apiserver_ready_s=t2 - t1)
+        bins = self._bins()
+        kcm = bins.kube_controller_manager
         if self.with_controller_manager:
             if kcm is None:
                 log.warning("kube-controller-manager not found next to kube-apiserver; Jobs will get no pods")
             else:
                 self._launch("kube-controller-manager", self._kcm_cmd(kcm))
+        if self.with_kwok and self.with_controller_manager and kcm is not None:
+            if bins.kube_scheduler is None or bins.kwok is None:
+                log.warning("kube-scheduler or kwok not found next to kube-apiserver; pods will stay Pending")
+            else:
+                self._launch("kube-scheduler", self._scheduler_cmd(bins.kube_scheduler))
+                self._launch("kwok", self._kwok_cmd(bins.kwok))
+                self._create_kwok_node()
+                self._wait("kwok", self._kwok_node_ready)
+        self.timings["total_s"] = time.monotonic() - t0
 
     def _stop_processes(self) -> None:
-        # Fixed order: KCM first (its watches would hold a terminating apiserver open), etcd last.
-        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
+        # Fixed order: the clients first (their watches would hold a terminating apiserver open), etcd last.
+        for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
             proc = self._procs.pop(name, None)
             if proc is not None:
                 _stop_proc(proc)
@@ -562,6 +642,63 @@ class ControlPlane:
         if _binary_minor_version(kcm) < 24:  # insecure serving port; the flag was removed in 1.24
             cmd.append("--port=0")
         return cmd
+
+    def _scheduler_cmd(self, scheduler: Path) -> list[str]:
+        cmd = [
+            str(scheduler),
+            f"--kubeconfig={self.kubeconfig_path}",
+            f"--authentication-kubeconfig={self.kubeconfig_path}",
+            f"--authorization-kubeconfig={self.kubeconfig_path}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
+        ]
+        if _binary_minor_version(scheduler) < 23:  # insecure serving port; the flag was removed in 1.23
+            cmd.append("--port=0")
+        return cmd
+
+    def _kwok_cmd(self, kwok: Path) -> list[str]:
+        return [
+            str(kwok),
+            f"--kubeconfig={self.kubeconfig_path}",
+            f"--config={_KWOK_STAGES}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--node-lease-duration-seconds=40",
+            "--cidr=10.244.0.0/16",
+            "--node-ip=10.243.0.1",
+        ]
+
+    def _create_kwok_node(self) -> None:
+        """The fake Node KWOK manages: tainted, so only pods tolerating KWOK_TOLERATION are scheduled onto it."""
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": KWOK_NODE,
+                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {
+                    "kubernetes.io/hostname": KWOK_NODE,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                },
+            },
+            "spec": {"taints": [{k: v for k, v in KWOK_TOLERATION.items() if k != "operator"}]},
+        }
+        status, body = self._request("POST", "/api/v1/nodes", node)
+        if status not in (201, 409):
+            raise EnvtestError(f"creating Node {KWOK_NODE} returned HTTP {status}: {body[:300]!r}")
+
+    def _kwok_node_ready(self) -> bool:
+        try:
+            status, body = self._get(f"/api/v1/nodes/{KWOK_NODE}")
+        except OSError:
+            return False
+        if status != 200:
+            return False
+        conds = (json.loads(body).get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
 
     def _write_kubeconfig(self) -> None:
         config = {
@@ -627,13 +764,19 @@ class ControlPlane:
 
     def _get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         """GET on the apiserver with the CA and bearer token (not curl: see USER_AGENT)."""
+        return self._request("GET", path, timeout=timeout)
+
+    def _request(self, method: str, path: str, body: object = None, timeout: float = 5.0) -> tuple[int, bytes]:
         ctx = ssl.create_default_context(cafile=str(self.ca_path))
         req = urllib.request.Request(
             self.server_url + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
             headers={
                 "Authorization": f"Bearer {self.token}",
                 "User-Agent": USER_AGENT,
                 "Accept": "application/json",
+                "Content-Type": "application/json",
             },
         )
         try:
@@ -684,17 +827,23 @@ def _until_signal() -> Iterator[threading.Event]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m jobtrigger.envtest up [--no-controller-manager]``: run a control plane until Ctrl-C."""
+    """``python -m jobtrigger.envtest up [--no-controller-manager] [--no-kwok]``: run a control plane until Ctrl-C.
+
+    The version is $JOBTRIGGER_K8S_VERSION (default :data:`DEFAULT_ENVTEST_VERSION`).
+    """
     parser = argparse.ArgumentParser(prog="python -m jobtrigger.envtest", description=(__doc__ or "").split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start etcd + kube-apiserver (+ kube-controller-manager) and wait for Ctrl-C")
+    up = sub.add_parser(
+        "up", help="start etcd + kube-apiserver (+ kube-controller-manager, kube-scheduler, kwok); wait for Ctrl-C"
+    )
     up.add_argument("--no-controller-manager", action="store_true", help="do not start kube-controller-manager")
+    up.add_argument("--no-kwok", action="store_true", help="do not start kube-scheduler and kwok")
     up.add_argument("--keep", action="store_true", help="keep the work dir (logs, etcd data) on exit")
     up.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
-    cp = ControlPlane(with_controller_manager=not args.no_controller_manager)
+    cp = ControlPlane(with_controller_manager=not args.no_controller_manager, with_kwok=not args.no_kwok)
     if args.keep:
         cp.keep_work_dir = True
     with _until_signal() as stop:
@@ -708,7 +857,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"# kube-apiserver {cp.version} at {cp.server_url} "
                 f"(etcd {t['etcd_ready_s']:.2f}s + apiserver {t['apiserver_ready_s']:.2f}s; "
-                f"controller-manager: {'yes' if cp.has_controller_manager else 'no'}); "
+                f"controller-manager: {'yes' if cp.has_controller_manager else 'no'}; "
+                f"scheduler + kwok node {KWOK_NODE}: {'yes' if cp.has_kwok else 'no'}); "
                 f"logs in {cp.work_dir / 'logs'}",
                 file=sys.stderr,
             )

@@ -14,6 +14,7 @@ import pytest
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.app import count_request
 from jobtrigger.demo import install_crd
+from jobtrigger.envtest import KWOK_NODE, KWOK_TOLERATION
 from jobtrigger.kube.client import ApiError, KubeClient
 from jobtrigger.reactor.controller import Controller, Settings
 
@@ -171,16 +172,69 @@ async def patch_cm(kube: KubeClient, ns: str, name: str, patch: dict[str, Any]) 
     return await kube.merge_patch(f"/api/v1/namespaces/{ns}/configmaps/{name}", patch)
 
 
+#: annotations read by the KWOK stages in jobtrigger/envtest_stages/kwok.yaml
+KWOK_EXIT_CODE = "envtest.jobtrigger.dev/exit-code"
+KWOK_REASON = "envtest.jobtrigger.dev/reason"
+KWOK_MESSAGE = "envtest.jobtrigger.dev/message."  # + container name
+KWOK_READY = "envtest.jobtrigger.dev/ready"
+
+_kwok_seen: list[bool] = []  # one cluster per test session: looked up once
+
+
+async def has_kwok(kube: KubeClient) -> bool:
+    """True when the cluster has the envtest's Ready KWOK node: kube-scheduler places pods that tolerate
+    :data:`KWOK_TOLERATION` there and KWOK gives them a node's lifecycle (jobtrigger/envtest_stages/kwok.yaml)."""
+    if not _kwok_seen:
+        try:
+            node = await kube.get(f"/api/v1/nodes/{KWOK_NODE}")
+        except ApiError:
+            node = {}
+        conds = (node.get("status") or {}).get("conditions") or []
+        _kwok_seen.append(any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds))
+    return _kwok_seen[0]
+
+
+@pytest.fixture
+async def kwok(kube: KubeClient) -> bool:
+    """Whether pods can be given to KWOK (see :func:`has_kwok`)."""
+    return await has_kwok(kube)
+
+
+def on_kwok_node(pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """``pod_spec`` with the toleration that lets kube-scheduler place the pod on the KWOK node."""
+    return {**pod_spec, "tolerations": [*(pod_spec.get("tolerations") or []), dict(KWOK_TOLERATION)]}
+
+
+async def hand_to_kwok(kube: KubeClient, ns: str, pod: dict[str, Any], annotations: dict[str, str]) -> None:
+    """Let an existing Pending pod run on the KWOK node: add the toleration (pods may gain tolerations) and the
+    annotations the KWOK stages read; kube-scheduler binds it, KWOK drives its status from there."""
+    spec = on_kwok_node({"tolerations": pod["spec"].get("tolerations") or []})
+    name = pod["metadata"]["name"]
+    await kube.merge_patch(
+        f"/api/v1/namespaces/{ns}/pods/{name}", {"metadata": {"annotations": annotations}, "spec": spec}
+    )
+
+
 async def finish_job_pods(
     kube: KubeClient, ns: str, job: str, phase: str = "Succeeded", messages: dict[str, str] | None = None
 ) -> None:
-    """Play the kubelet: wait for the Job controller's pod and set its phase through the status subresource."""
+    """Let the Job controller's pod of ``job`` terminate with ``phase`` (and these termination messages).
+
+    With KWOK (the default control plane): the pod is handed to the KWOK node, kube-scheduler binds it and KWOK's
+    stages run it to Succeeded (exit code 0) or Failed (exit code 1) with the messages, as a kubelet would report
+    it; returns once the pod is terminal. Without KWOK (an existing cluster): play the kubelet and set the phase
+    through the status subresource.
+    """
 
     async def pods() -> list[dict[str, Any]] | None:
         got = await kube.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=f"job-name={job}")
         return got.get("items") or None
 
-    for pod in await wait_for(pods, f"pod of Job {job}"):
+    found = await wait_for(pods, f"pod of Job {job}")
+    if await has_kwok(kube):
+        await _finish_on_kwok(kube, ns, found, phase, messages or {})
+        return
+    for pod in found:
         name = pod["metadata"]["name"]
         code = 0 if phase == "Succeeded" else 1
         status = {
@@ -206,6 +260,28 @@ async def finish_job_pods(
         }
         with contextlib.suppress(ApiError):
             await kube.merge_patch(f"/api/v1/namespaces/{ns}/pods/{name}/status", {"status": status})
+
+
+async def _finish_on_kwok(
+    kube: KubeClient, ns: str, pods: list[dict[str, Any]], phase: str, messages: dict[str, str]
+) -> None:
+    annotations = {KWOK_EXIT_CODE: "0" if phase == "Succeeded" else "1"}
+    annotations.update({KWOK_MESSAGE + c: m for c, m in messages.items()})
+    for pod in pods:
+        with contextlib.suppress(ApiError):  # gone already (the Job was deleted meanwhile)
+            await hand_to_kwok(kube, ns, pod, annotations)
+    for pod in pods:
+        path = f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}"
+
+        async def terminal(path: str = path) -> str | None:
+            try:
+                got = await kube.get(path)
+            except ApiError as e:
+                return "gone" if e.status == 404 else None
+            p = str((got.get("status") or {}).get("phase") or "")
+            return p if p in ("Succeeded", "Failed") else None
+
+        assert await wait_for(terminal, f"{path} {phase} on the KWOK node", timeout=30) in (phase, "gone")
 
 
 def free_port() -> int:

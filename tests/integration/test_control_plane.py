@@ -1,4 +1,5 @@
-"""Smoke tests of the test infrastructure: a real apiserver, and a real Job controller when KCM runs."""
+"""Smoke tests of the test infrastructure: a real apiserver, a real Job controller when KCM runs, and real pod
+lifecycles (kube-scheduler + KWOK) on the default control plane."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from kubernetes_asyncio import client
 
-from jobtrigger.envtest import ControlPlane
+from jobtrigger.envtest import KWOK_NODE, KWOK_TOLERATION, ControlPlane
+from jobtrigger.kube.client import ApiError, KubeClient
+from tests.integration.conftest import KWOK_EXIT_CODE, Runner, create_jt, get_jt, wait_for, wait_jobs, wait_ready
+from tests.integration.test_concurrency import request_run
 
 T = TypeVar("T")
 
@@ -46,7 +50,7 @@ async def test_configmap_roundtrip(api_client: client.ApiClient, namespace: str)
     assert got.metadata.uid == created.metadata.uid
 
 
-def smoke_job(name: str) -> client.V1Job:
+def smoke_job(name: str, *, kwok: bool = False) -> client.V1Job:
     return client.V1Job(
         metadata=client.V1ObjectMeta(name=name),
         spec=client.V1JobSpec(
@@ -54,8 +58,12 @@ def smoke_job(name: str) -> client.V1Job:
             template=client.V1PodTemplateSpec(
                 spec=client.V1PodSpec(
                     restart_policy="Never",
-                    # unschedulable: on a real cluster (JOBTRIGGER_TEST_KUBECONFIG) no kubelet interferes
-                    node_selector={"jobtrigger.dev/envtest": "no-such-node"},
+                    # KWOK: scheduled onto the KWOK node, which runs it to completion. Otherwise unschedulable: on
+                    # a real cluster (JOBTRIGGER_TEST_KUBECONFIG) no kubelet interferes
+                    node_selector={"kubernetes.io/hostname": KWOK_NODE}
+                    if kwok
+                    else {"jobtrigger.dev/envtest": "no-such-node"},
+                    tolerations=[client.V1Toleration(**KWOK_TOLERATION)] if kwok else None,
                     containers=[client.V1Container(name="main", image="busybox", command=["true"])],
                 )
             ),
@@ -74,16 +82,31 @@ async def wait_for_job_pod(api_client: client.ApiClient, namespace: str, job: st
 
 
 async def test_job_controller_runs_jobs(
-    api_client: client.ApiClient, namespace: str, control_plane: ControlPlane | None
+    api_client: client.ApiClient, namespace: str, control_plane: ControlPlane | None, kwok: bool
 ) -> None:
-    """The real Job controller creates the pod; we play the kubelet; the controller marks the Job done."""
+    """The real Job controller creates the pod; kube-scheduler + KWOK run it (or we play the kubelet); the Job
+    controller marks the Job done."""
     if control_plane is not None and not control_plane.has_controller_manager:
         pytest.skip("control plane runs without kube-controller-manager")
     core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
     t0 = time.monotonic()
-    await batch.create_namespaced_job(namespace, smoke_job("smoke"))
+    await batch.create_namespaced_job(namespace, smoke_job("smoke", kwok=kwok))
     pod = await wait_for_job_pod(api_client, namespace, "smoke")
     print(f"\nKCM created the Job's pod {time.monotonic() - t0:.2f}s after the Job was created")
+    if control_plane is not None:  # Job tracking with pod finalizers: GA in 1.26, absent in 1.20
+        tracked = "batch.kubernetes.io/job-tracking" in (pod.metadata.finalizers or [])
+        assert tracked == (control_plane.minor >= 26), pod.metadata.finalizers
+    if kwok:
+
+        async def succeeded_pod() -> client.V1Pod | None:
+            p = await core.read_namespaced_pod(pod.metadata.name, namespace)
+            return p if p.status.phase == "Succeeded" else None
+
+        done_pod = await eventually(succeeded_pod, 30, "KWOK to run the Job's pod to Succeeded")
+        assert done_pod.spec.node_name == KWOK_NODE
+        print(f"pod scheduled onto {KWOK_NODE} and Succeeded {time.monotonic() - t0:.2f}s after the Job was created")
+        await eventually(lambda: _job_with_condition(batch, namespace, "smoke", "Complete"), 30, "Job Complete")
+        return
 
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     await core.patch_namespaced_pod_status(
@@ -123,6 +146,71 @@ async def test_job_controller_runs_jobs(
     assert any(c.type == "Complete" and c.status == "True" for c in done.status.conditions or [])
 
 
+async def _job_with_condition(batch: client.BatchV1Api, ns: str, name: str, type_: str) -> client.V1Job | None:
+    j = await batch.read_namespaced_job_status(name, ns)
+    conds = (j.status.conditions if j.status else None) or []
+    return j if any(c.type == type_ and c.status == "True" for c in conds) else None
+
+
+def _conditions(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+
+
+@pytest.mark.parametrize("outcome", ["Succeeded", "Failed"])
+async def test_controller_job_runs_on_kwok_with_interim_conditions(
+    kube: KubeClient, namespace: str, runner: Runner, control_plane: ControlPlane | None, kwok: bool, outcome: str
+) -> None:
+    """A Job created by jobtrigger runs on the KWOK node and finishes through the real Job controller. On >= 1.31
+    the Job controller first sets SuccessCriteriaMet / FailureTarget, then Complete / Failed (once the pods are
+    terminal); jobtrigger counts the Job as finished only on Complete / Failed (summarize_job)."""
+    if not kwok:
+        pytest.skip("needs kube-scheduler + KWOK (the default control plane)")
+    code = "0" if outcome == "Succeeded" else "1"
+    template = {
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"annotations": {KWOK_EXIT_CODE: code}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "tolerations": [dict(KWOK_TOLERATION)],
+                    "containers": [{"name": "main", "image": "busybox", "command": ["true"]}],
+                },
+            },
+        }
+    }
+    await create_jt(kube, namespace, "t", {"manual": {}}, jobTemplate=template)
+    await wait_ready(kube, namespace, "t")
+    t0 = time.monotonic()
+    await request_run(kube, namespace, "t", "go")
+    job = (await wait_jobs(kube, namespace, "t", 1))[0]
+    name = job["metadata"]["name"]
+    final, interim = ("Complete", "SuccessCriteriaMet") if code == "0" else ("Failed", "FailureTarget")
+
+    async def finished() -> dict[str, Any] | None:
+        got = await kube.get(f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
+        return got if final in _conditions(got) else None
+
+    done = await wait_for(finished, f"Job {name} {final}", timeout=30)
+    t_done = time.monotonic() - t0
+    conds = _conditions(done)
+    minor = control_plane.minor if control_plane is not None else 99
+    if minor >= 31:
+        assert interim in conds, conds
+        assert conds[interim]["lastTransitionTime"] <= conds[final]["lastTransitionTime"]
+    else:  # the interim conditions do not exist before 1.31 (1.20: only Complete / Failed)
+        assert interim not in conds, conds
+    st = done.get("status") or {}
+    assert st.get("succeeded" if code == "0" else "failed") == 1
+
+    async def recorded() -> dict[str, Any] | None:
+        status = (await get_jt(kube, namespace, "t")).get("status") or {}
+        return status if status.get("lastJobName") == name and status.get("lastJobStatus") == outcome else None
+
+    await wait_for(recorded, f"JobTrigger status lastJobStatus={outcome}", timeout=30)
+    print(f"\nJob {final} {t_done:.2f}s after the run request; conditions: {sorted(conds)}")
+
+
 async def test_restart_apiserver_keeps_data(
     api_client: client.ApiClient, namespace: str, control_plane: ControlPlane | None
 ) -> None:
@@ -145,3 +233,51 @@ async def test_restart_apiserver_keeps_data(
         await client.BatchV1Api(api_client).create_namespaced_job(namespace, smoke_job("after-restart"))
         await wait_for_job_pod(api_client, namespace, "after-restart")
         print(f"KCM created a Job pod {time.monotonic() - t0:.2f}s after the Job was created (after restart)")
+
+
+# ---- what differs between the supported versions (docs/compatibility.md quotes these) ------------------------
+
+
+def _jt_with_typo(name: str) -> dict[str, Any]:
+    watch = [{"apiVersion": "v1", "kind": "ConfigMap", "name": "x"}]
+    return {
+        "apiVersion": "jobtrigger.dev/v1alpha1",
+        "kind": "JobTrigger",
+        "metadata": {"name": name},
+        "spec": {
+            "triggers": {"resources": {"watch": watch, "cooldwon": "5s"}},  # typo of cooldown
+            "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}},
+        },
+    }
+
+
+async def test_unknown_fields_per_version(kube: KubeClient, namespace: str, control_plane: ControlPlane | None) -> None:
+    """fieldValidation=Strict (what kubectl >= 1.27 sends by default) refuses a typo on >= 1.25 (the parameter is
+    unknown to 1.20, which prunes the field silently); without the parameter both prune it."""
+    if control_plane is None:
+        pytest.skip("asserts per-version behaviour of the suite's own control plane")
+    path = f"/apis/jobtrigger.dev/v1alpha1/namespaces/{namespace}/jobtriggers"
+    plain = await kube.create(path, _jt_with_typo("plain"))
+    assert "cooldwon" not in plain["spec"]["triggers"]["resources"]
+    if control_plane.minor >= 25:
+        with pytest.raises(ApiError) as err:
+            await kube.create(path, _jt_with_typo("strict"), fieldValidation="Strict")
+        assert err.value.status == 400 and 'unknown field "spec.triggers.resources.cooldwon"' in str(err.value)
+    else:
+        strict = await kube.create(path, _jt_with_typo("strict"), fieldValidation="Strict")
+        assert "cooldwon" not in strict["spec"]["triggers"]["resources"]
+
+
+async def test_served_apis_per_version(kube: KubeClient, control_plane: ControlPlane | None) -> None:
+    """OpenAPI v3 (what `kubectl explain` reads on >= 1.27) and batch/v1 CronJob (>= 1.21)."""
+    if control_plane is None:
+        pytest.skip("asserts per-version behaviour of the suite's own control plane")
+    minor = control_plane.minor
+    try:
+        v3 = await kube.get("/openapi/v3")
+    except ApiError as e:
+        assert minor < 24 and e.status == 404, e
+    else:
+        assert minor >= 24 and "apis/jobtrigger.dev/v1alpha1" in v3["paths"]
+    batch = {r["name"] for r in (await kube.get("/apis/batch/v1"))["resources"]}
+    assert ("cronjobs" in batch) == (minor >= 21)

@@ -1,4 +1,10 @@
-"""Pod-state triggers on the real API server; the tests play the kubelet through pods/status (rows E1-E3)."""
+"""Pod-state triggers on the real API server (rows E1-E3).
+
+With KWOK (the default control plane) the pods are scheduled by kube-scheduler onto the KWOK node and KWOK moves
+them through Running/Ready; a readiness flip is asked for with the `envtest.jobtrigger.dev/ready` annotation (see
+jobtrigger/envtest_stages/kwok.yaml). Without KWOK (an existing cluster) the tests play the kubelet through
+pods/status.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +14,55 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobtrigger.kube.client import KubeClient
-from tests.integration.conftest import Runner, create_jt, get_jt, jobs_of, stays, wait_for, wait_jobs, wait_ready
+from tests.integration.conftest import (
+    KWOK_READY,
+    Runner,
+    create_jt,
+    get_jt,
+    jobs_of,
+    on_kwok_node,
+    stays,
+    wait_for,
+    wait_jobs,
+    wait_ready,
+)
 
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def make_pod(kube: KubeClient, ns: str, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
-    body = {
-        "metadata": {"name": name, "labels": labels or {"app": "db"}},
-        "spec": {"containers": [{"name": "main", "image": "busybox"}]},
-    }
+async def make_pod(
+    kube: KubeClient, ns: str, name: str, labels: dict[str, str] | None = None, *, kwok: bool = False
+) -> dict[str, Any]:
+    """A pod; with ``kwok`` it tolerates the KWOK node, so it is scheduled and becomes Running/Ready by itself."""
+    spec: dict[str, Any] = {"containers": [{"name": "main", "image": "busybox"}]}
+    body = {"metadata": {"name": name, "labels": labels or {"app": "db"}}, "spec": on_kwok_node(spec) if kwok else spec}
     return await kube.create(f"/api/v1/namespaces/{ns}/pods", body)
 
 
-async def set_ready(kube: KubeClient, ns: str, name: str, ready: bool, at: str | None = None) -> None:
+async def pod_ready(kube: KubeClient, ns: str, name: str, ready: bool = True) -> dict[str, Any]:
+    """Wait until the pod's Ready condition is ``ready``; returns the pod."""
+
+    async def probe() -> dict[str, Any] | None:
+        pod = await kube.get(f"/api/v1/namespaces/{ns}/pods/{name}")
+        conds = (pod.get("status") or {}).get("conditions") or []
+        want = "True" if ready else "False"
+        return pod if any(c["type"] == "Ready" and c["status"] == want for c in conds) else None
+
+    return await wait_for(probe, f"pod {name} Ready={ready}")
+
+
+async def set_ready(kube: KubeClient, ns: str, name: str, ready: bool, at: str | None = None, *, kwok: bool) -> None:
+    """Make the pod (not) ready: on KWOK by the annotation its stages read (like a readiness probe flipping),
+    otherwise by writing what a kubelet would into pods/status. Returns once the pod shows it."""
+    if kwok:
+        value = None if ready else "false"
+        await kube.merge_patch(
+            f"/api/v1/namespaces/{ns}/pods/{name}", {"metadata": {"annotations": {KWOK_READY: value}}}
+        )
+        await pod_ready(kube, ns, name, ready)
+        return
     cond = {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": at or now()}
     status = {
         "phase": "Running",
@@ -61,38 +100,64 @@ async def count_stays(kube: KubeClient, ns: str, owner: str, n: int, seconds: fl
     return await stays(probe, seconds)
 
 
-async def test_each_transition_runs_one_job_per_pod(kube: KubeClient, namespace: str, runner: Runner) -> None:
+def states(jobs: list[dict[str, Any]]) -> list[str]:
+    return [env_of(j)["JOBTRIGGER_POD_STATE"] for j in jobs]
+
+
+async def test_each_transition_runs_one_job_per_pod(
+    kube: KubeClient, namespace: str, runner: Runner, kwok: bool
+) -> None:
     await create_jt(kube, namespace, "t", pods_trigger("Created", "Ready", "NotReady", "Deleted"), history=50)
     await wait_ready(kube, namespace, "t")
-    await make_pod(kube, namespace, "db-0")
-    await make_pod(kube, namespace, "web-0", labels={"app": "web"})  # not selected
-    jobs = await wait_jobs(kube, namespace, "t", 1)
-    assert jobs[0]["metadata"]["labels"]["jobtrigger.dev/affected-pod"] == "db-0"
-    env = env_of(jobs[0])
-    assert env["JOBTRIGGER_POD_NAME"] == "db-0" and env["JOBTRIGGER_POD_STATE"] == "Created"
-    assert env["JOBTRIGGER_TRIGGER"] == "pods"
-
-    await set_ready(kube, namespace, "db-0", True, "2026-01-01T00:00:01Z")
-    jobs = await wait_jobs(kube, namespace, "t", 2)
-    assert env_of(jobs[1])["JOBTRIGGER_POD_STATE"] == "Ready"
-    assert env_of(jobs[1])["JOBTRIGGER_POD_IP"] == "10.1.2.3"
-    await set_ready(kube, namespace, "db-0", False, "2026-01-01T00:00:02Z")
-    await set_ready(kube, namespace, "db-0", True, "2026-01-01T00:00:03Z")  # a second Ready: its own Job
+    await make_pod(kube, namespace, "db-0", kwok=kwok)
+    await make_pod(kube, namespace, "web-0", labels={"app": "web"}, kwok=kwok)  # not selected
+    if kwok:  # scheduled and made Ready by KWOK right away: Created and Ready, in either order of observation
+        jobs = await wait_jobs(kube, namespace, "t", 2)
+        assert sorted(states(jobs)) == ["Created", "Ready"]
+        pod = await pod_ready(kube, namespace, "db-0")
+        assert pod["spec"]["nodeName"] == "kwok-node-0" and pod["status"]["phase"] == "Running"
+        ip = pod["status"]["podIP"]
+    else:
+        jobs = await wait_jobs(kube, namespace, "t", 1)
+        await set_ready(kube, namespace, "db-0", True, "2026-01-01T00:00:01Z", kwok=False)
+        jobs = await wait_jobs(kube, namespace, "t", 2)
+        ip = "10.1.2.3"
+    created = next(j for j in jobs if env_of(j)["JOBTRIGGER_POD_STATE"] == "Created")
+    assert created["metadata"]["labels"]["jobtrigger.dev/affected-pod"] == "db-0"
+    env = env_of(created)
+    assert env["JOBTRIGGER_POD_NAME"] == "db-0" and env["JOBTRIGGER_TRIGGER"] == "pods"
+    ready = next(j for j in jobs if env_of(j)["JOBTRIGGER_POD_STATE"] == "Ready")
+    assert env_of(ready)["JOBTRIGGER_POD_IP"] == ip and ip
+    t_ready = time.monotonic()
+    await set_ready(kube, namespace, "db-0", False, "2026-01-01T00:00:02Z", kwok=kwok)
+    await wait_jobs(kube, namespace, "t", 3)
+    # a second Ready is its own occurrence, told apart by the Ready condition's lastTransitionTime (1 s resolution)
+    await asyncio.sleep(max(0.0, 1.1 - (time.monotonic() - t_ready)))
+    await set_ready(kube, namespace, "db-0", True, "2026-01-01T00:00:03Z", kwok=kwok)
     jobs = await wait_jobs(kube, namespace, "t", 4)
-    assert [env_of(j)["JOBTRIGGER_POD_STATE"] for j in jobs] == ["Created", "Ready", "NotReady", "Ready"]
+    assert sorted(states(jobs)[:2]) == ["Created", "Ready"] and states(jobs)[2:] == ["NotReady", "Ready"]
     await kube.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/db-0", query={"gracePeriodSeconds": 0})
     jobs = await wait_jobs(kube, namespace, "t", 5)
     assert env_of(jobs[4])["JOBTRIGGER_POD_STATE"] == "Deleted"
     assert await count_stays(kube, namespace, "t", 5)
 
 
-async def test_restart_neither_repeats_nor_loses_transitions(kube: KubeClient, namespace: str, runner: Runner) -> None:
-    await make_pod(kube, namespace, "old")
-    await set_ready(kube, namespace, "old", True)  # ready before the JobTrigger existed: no Job
+async def become_ready(kube: KubeClient, ns: str, name: str, kwok: bool) -> None:
+    """A new pod that becomes ready: KWOK does it by itself; without KWOK the test writes the status."""
+    await make_pod(kube, ns, name, kwok=kwok)
+    if kwok:
+        await pod_ready(kube, ns, name)
+    else:
+        await set_ready(kube, ns, name, True, kwok=False)
+
+
+async def test_restart_neither_repeats_nor_loses_transitions(
+    kube: KubeClient, namespace: str, runner: Runner, kwok: bool
+) -> None:
+    await become_ready(kube, namespace, "old", kwok)  # ready before the JobTrigger existed: no Job
     await create_jt(kube, namespace, "t", pods_trigger("Ready", "Deleted"), history=50)
     await wait_ready(kube, namespace, "t")
-    await make_pod(kube, namespace, "a")
-    await set_ready(kube, namespace, "a", True)
+    await become_ready(kube, namespace, "a", kwok)
     await wait_jobs(kube, namespace, "t", 1)
 
     async def watermark() -> str | None:
@@ -101,8 +166,7 @@ async def test_restart_neither_repeats_nor_loses_transitions(kube: KubeClient, n
     await wait_for(watermark, "status.podWatermark")
     await runner.stop()
     # while the controller is down: b becomes ready, the old pod is deleted
-    await make_pod(kube, namespace, "b")
-    await set_ready(kube, namespace, "b", True)
+    await become_ready(kube, namespace, "b", kwok)
     await kube.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/old", query={"gracePeriodSeconds": 0})
     await runner.start()
     try:
@@ -120,17 +184,17 @@ async def test_restart_neither_repeats_nor_loses_transitions(kube: KubeClient, n
     assert await count_stays(kube, namespace, "t", 3, 2.0)
 
 
-async def test_include_existing(kube: KubeClient, namespace: str, runner: Runner) -> None:
+async def test_include_existing(kube: KubeClient, namespace: str, runner: Runner, kwok: bool) -> None:
     for n in ("x", "y"):
-        await make_pod(kube, namespace, n)
-        await set_ready(kube, namespace, n, True)
+        await become_ready(kube, namespace, n, kwok)
     await create_jt(kube, namespace, "t", pods_trigger("Ready", include_existing=True))
     jobs = await wait_jobs(kube, namespace, "t", 2)
     assert sorted(env_of(j)["JOBTRIGGER_POD_NAME"] for j in jobs) == ["x", "y"]
     assert await count_stays(kube, namespace, "t", 2)
 
 
-async def test_burst_of_pods_each_get_their_job(kube: KubeClient, namespace: str, runner: Runner) -> None:
+async def test_burst_of_pods_each_get_their_job(kube: KubeClient, namespace: str, runner: Runner, kwok: bool) -> None:
+    """100 pods at once; on KWOK they are also scheduled and become Ready (status updates that must not add Jobs)."""
     n = 100
     await create_jt(kube, namespace, "t", pods_trigger("Created"), history=1000)
     await wait_ready(kube, namespace, "t")
@@ -139,7 +203,7 @@ async def test_burst_of_pods_each_get_their_job(kube: KubeClient, namespace: str
 
     async def one(i: int) -> None:
         async with sem:
-            await make_pod(kube, namespace, f"p{i}")
+            await make_pod(kube, namespace, f"p{i}", kwok=kwok)
 
     await asyncio.gather(*(one(i) for i in range(n)))
     t_created = time.monotonic() - t0

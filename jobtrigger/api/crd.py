@@ -31,8 +31,9 @@ so the pydantic output is rewritten node by node:
 * Every node ends up with a ``type``; ``oneOf``/``anyOf``/``allOf``/``not`` and keywords Kubernetes does not
   know raise :class:`SchemaError` so an unsupported model change fails loudly at generation time instead of
   being rejected by (or, worse, silently accepted differently by) the API server.
-* At the top level ``apiVersion``/``kind`` are plain strings and ``metadata`` is just ``type: object``: the
-  API server owns those and forbids constraining ``metadata`` beyond name/generateName.
+* At the top level ``apiVersion``/``kind`` are plain strings and ``metadata`` is ``type: object`` with only
+  ``name`` constrained (``maxLength: 63``): the API server owns those and forbids constraining ``metadata``
+  beyond name/generateName.
 
 Kept as is: ``description``, non-null ``default``, ``minimum``/``maximum`` (from ``ge``/``le``),
 ``minLength``/``maxLength``, ``minItems``/``maxItems``, ``pattern``, ``enum``, ``format``, ``required``, and
@@ -58,6 +59,9 @@ HEADER = "# Generated from jobtrigger/api/models.py by `jobtrigger crd`; do not 
 
 _PRESERVE = "x-kubernetes-preserve-unknown-fields"
 _VALIDATIONS = "x-kubernetes-validations"
+#: JobTrigger names become a label value (``jobtrigger.dev/owner``) on every Job: 63 characters at most
+MAX_NAME = 63
+_NAME_DESCRIPTION = "At most 63 characters: the name is a label value on every Job."
 _TOP_DESCRIPTION = "JobTrigger runs a Kubernetes Job when something happens in the cluster."
 
 #: Output key order, for a readable YAML file.
@@ -283,7 +287,11 @@ def openapi_schema() -> dict[str, Any]:
     properties: dict[str, Any] = schema["properties"]
     for name in ("apiVersion", "kind"):
         properties[name] = {"type": "string"}
-    properties["metadata"] = {"type": "object"}
+    # the one constraint a CRD may put on metadata (besides generateName): the name is a label value on every Job
+    properties["metadata"] = {
+        "type": "object",
+        "properties": {"name": {"description": _NAME_DESCRIPTION, "type": "string", "maxLength": MAX_NAME}},
+    }
     status = properties.get("status")
     if not isinstance(status, dict) or status.get("type") != "object" or "properties" not in status:
         raise SchemaError("JobTrigger.status must be an object schema")

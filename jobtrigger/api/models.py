@@ -492,18 +492,6 @@ class JobTriggerStatus(Model):
 
 
 class JobTrigger(Model):
-    model_config = ConfigDict(
-        json_schema_extra={
-            CEL: [
-                cel(
-                    "!has(self.metadata.name) || size(self.metadata.name) <= 63",
-                    "metadata.name: at most 63 characters: the name is a label value on every Job",
-                    reason="FieldValueInvalid",
-                )
-            ]
-        }
-    )
-
     api_version: Literal["jobtrigger.dev/v1alpha1"] = "jobtrigger.dev/v1alpha1"
     kind: Literal["JobTrigger"] = "JobTrigger"
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -33,6 +33,7 @@ flock 9
 if [ -f "$DEST/bin/.stamp" ] && [ "$(cat "$DEST/bin/.stamp")" = "$STAMP" ]; then
   log "binaries cached in $DEST/bin ($STAMP)"; exit 0
 fi
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then PATH=/usr/local/go/bin:$PATH; fi
 command -v go >/dev/null || { log "ERROR: no go on PATH (Go >= 1.26 is needed for Kubernetes 1.$MINOR)"; exit 1; }
 command -v openssl >/dev/null || { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl >/dev/null; }
 

@@ -177,6 +177,7 @@ KWOK_EXIT_CODE = "envtest.jobtrigger.dev/exit-code"
 KWOK_REASON = "envtest.jobtrigger.dev/reason"
 KWOK_MESSAGE = "envtest.jobtrigger.dev/message."  # + container name
 KWOK_READY = "envtest.jobtrigger.dev/ready"
+KWOK_CRASH = "envtest.jobtrigger.dev/crash"
 
 _kwok_seen: list[bool] = []  # one cluster per test session: looked up once
 

@@ -13,8 +13,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from jobtrigger.kube.client import KubeClient
 from tests.integration.conftest import (
+    KWOK_CRASH,
     KWOK_READY,
     Runner,
     create_jt,
@@ -213,3 +216,35 @@ async def test_burst_of_pods_each_get_their_job(kube: KubeClient, namespace: str
     assert names == {f"p{i}" for i in range(n)}
     assert await count_stays(kube, namespace, "t", n, 1.0)
     print(f"\n{n} pods created in {t_created:.2f}s, {n} Jobs after {elapsed:.2f}s: {n / elapsed:.0f} transitions/s")
+
+
+async def test_crashes_oom_kills_and_restarts_on_kwok(
+    kube: KubeClient, namespace: str, runner: Runner, kwok: bool
+) -> None:
+    """OOMKilled, CrashLoopBackOff and Restarted as a kubelet reports them (KWOK stages pod-container-crash and
+    pod-container-restart): one Job per occurrence, none for the restart that follows, new ones for a second
+    crash."""
+    if not kwok:
+        pytest.skip("needs KWOK: the crash is produced by its stages")
+    await create_jt(kube, namespace, "t", pods_trigger("OOMKilled", "CrashLoopBackOff", "Restarted"), history=50)
+    await wait_ready(kube, namespace, "t")
+    await become_ready(kube, namespace, "db-0", kwok)
+    path = f"/api/v1/namespaces/{namespace}/pods/db-0"
+
+    async def crash(reason: str | None) -> None:
+        await kube.merge_patch(path, {"metadata": {"annotations": {KWOK_CRASH: reason}}})
+
+    await crash("OOMKilled")
+    jobs = await wait_jobs(kube, namespace, "t", 3)
+    assert sorted(states(jobs)) == ["CrashLoopBackOff", "OOMKilled", "Restarted"]
+    pod = await kube.get(path)
+    cs = pod["status"]["containerStatuses"][0]
+    assert cs["restartCount"] == 1 and cs["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    assert cs["lastState"]["terminated"]["reason"] == "OOMKilled" and cs["lastState"]["terminated"]["exitCode"] == 137
+    await crash(None)  # the container runs again: no new occurrence of any of the three states
+    await pod_ready(kube, namespace, "db-0")
+    assert await count_stays(kube, namespace, "t", 3)
+    await crash("Error")  # a second crash, not an OOM kill: Restarted and CrashLoopBackOff again
+    jobs = await wait_jobs(kube, namespace, "t", 5)
+    assert sorted(states(jobs)[3:]) == ["CrashLoopBackOff", "Restarted"]
+    assert await count_stays(kube, namespace, "t", 5)

@@ -1,7 +1,8 @@
 """Shared fixtures.
 
-Integration tests (tests/integration/) run against a real kube-apiserver + etcd (+ kube-controller-manager)
-started once per session by :class:`jobtrigger.envtest.ControlPlane`, or against an existing cluster when
+Integration tests (tests/integration/) run against a real kube-apiserver + etcd (+ kube-controller-manager,
+kube-scheduler and KWOK) of the Kubernetes version $JOBTRIGGER_K8S_VERSION (default: the newest supported), started
+once per session by :class:`jobtrigger.envtest.ControlPlane`, or against an existing cluster when
 JOBTRIGGER_TEST_KUBECONFIG is set. All fixtures are lazy: unit tests never start the control plane.
 """
 
@@ -16,9 +17,15 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from jobtrigger.envtest import ControlPlane, existing_kubeconfig
+from jobtrigger.envtest import ControlPlane, existing_kubeconfig, k8s_version
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if existing_kubeconfig() is not None:
+        return f"integration tests: the cluster of JOBTRIGGER_TEST_KUBECONFIG={existing_kubeconfig()}"
+    return f"integration tests: envtest Kubernetes {k8s_version()} (JOBTRIGGER_K8S_VERSION)"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

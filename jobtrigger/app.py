@@ -94,6 +94,8 @@ async def run_controller(
                 acquiring.cancel()
                 return 0
             metrics.LEADER.set(1)
+            # from now on every request of this process is bounded by the time the Lease is proven
+            kube.deadline = elector.remaining
             keeper = loop.create_task(elector.keep())
         task = loop.create_task(controller.run(), name="controller")
         waiting: set[asyncio.Task[Any]] = {task, stopper} | ({keeper} if keeper else set())
@@ -115,6 +117,7 @@ async def run_controller(
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
         if elector is not None:
+            kube.deadline = None  # releasing is allowed (and harmless) even when the proof ran out
             await elector.release()
             metrics.LEADER.set(0)
         if runner is not None:

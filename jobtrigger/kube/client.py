@@ -102,6 +102,10 @@ class KubeClient:
         self.user_agent = "jobtrigger"
         #: sent with every request (tests use ``Impersonate-User`` to run as a ServiceAccount)
         self.extra_headers: dict[str, str] = {}
+        #: seconds this client may still act (a leader: the time its Lease is proven); every request's timeout is
+        #: cut to it and none is sent at or past it, so a paused or partitioned leader cannot write after another
+        #: replica may have taken over. None: no limit.
+        self.deadline: Callable[[], float] | None = None
 
     @classmethod
     async def from_config(cls, kubeconfig: str | None = None, *, max_connections: int = 1000) -> KubeClient:
@@ -181,7 +185,14 @@ class KubeClient:
         timeout: float | None = None,
     ) -> bytes:
         """The body of a 2xx answer; anything else raises :class:`ApiError` (with the Status decoded)."""
-        to = aiohttp.ClientTimeout(total=timeout or self.request_timeout)
+        total = timeout or self.request_timeout
+        if self.deadline is not None:
+            left = self.deadline()
+            if left <= 0:
+                self._count(method, path, 0)
+                raise ApiError(0, "not sent: the leader lease is no longer proven", verb=method, path=path)
+            total = min(total, left)
+        to = aiohttp.ClientTimeout(total=total)
         resp = await self._send(method, path, query=query, body=body, content_type=content_type, timeout=to)
         try:
             async with resp:
@@ -206,6 +217,10 @@ class KubeClient:
 
     async def merge_patch(self, path: str, body: JSON) -> JSON:
         return await self.request("PATCH", path, body=body, content_type=MERGE_PATCH)
+
+    async def json_patch(self, path: str, ops: list[JSON]) -> JSON:
+        """RFC 6902 patch; a ``test`` op makes it conditional on a field's value (not on the whole object)."""
+        return await self.request("PATCH", path, body=ops, content_type=JSON_PATCH)
 
     async def delete(self, path: str, *, propagation: str = "Background") -> JSON:
         return await self.request(

@@ -7,7 +7,10 @@ precondition, so two replicas cannot both win). A leader that cannot renew withi
 releases the Lease, so a standby takes over at once instead of after ``lease_duration``.
 
 A hand-over never runs an occurrence twice: Job names are derived from occurrences, and the new leader's
-``AlreadyExists`` counts as done.
+``AlreadyExists`` counts as done. And the old leader does not act after the hand-over: :meth:`remaining` is the
+time the Lease is *proven* (``renew_deadline`` after the start of the last successful renewal, which is before
+anyone else may take it at ``lease_duration``); the process gives it to its API client as a deadline, so no
+request is sent, or left running, past it — however long a call hangs or the process is paused.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ class LeaderElector:
         self.is_leader = asyncio.Event()
         self.lost = asyncio.Event()
         self.transitions = 0
+        self.valid_until = 0.0  # loop time until which the Lease is proven ours
+
+    def remaining(self) -> float:
+        """Seconds the Lease is still proven ours (<= 0: act no more)."""
+        return self.valid_until - asyncio.get_running_loop().time()
 
     @property
     def path(self) -> str:
@@ -114,8 +122,10 @@ class LeaderElector:
     async def acquire(self) -> None:
         """Wait until we are the leader."""
         while True:
+            started = asyncio.get_running_loop().time()
             try:
                 if await self.try_acquire_or_renew():
+                    self.valid_until = started + self.cfg.renew_deadline
                     self.is_leader.set()
                     return
             except ApiError as e:
@@ -123,19 +133,20 @@ class LeaderElector:
             await asyncio.sleep(self.cfg.retry_period)
 
     async def keep(self) -> None:
-        """Renew until renewal fails for ``renew_deadline``; then set ``lost`` and return."""
-        last_ok = asyncio.get_running_loop().time()
+        """Renew until the Lease is no longer proven (no successful renewal for ``renew_deadline``); then set
+        ``lost`` and return. A renewal never runs past that point: it is cut off when the proof runs out."""
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self.cfg.retry_period)
+            await asyncio.sleep(min(self.cfg.retry_period, max(0.0, self.remaining())))
+            started = loop.time()
             try:
-                ok = await self.try_acquire_or_renew()
-            except ApiError as e:
-                log.warning("lease renewal failed", extra={"error": str(e)})
+                ok = await asyncio.wait_for(self.try_acquire_or_renew(), timeout=max(0.001, self.remaining()))
+            except (ApiError, TimeoutError) as e:
+                log.warning("lease renewal failed", extra={"error": str(e) or type(e).__name__})
                 ok = False
-            loop_now = asyncio.get_running_loop().time()
             if ok:
-                last_ok = loop_now
-            elif loop_now - last_ok > self.cfg.renew_deadline:
+                self.valid_until = started + self.cfg.renew_deadline
+            elif self.remaining() <= 0:
                 log.error("leader lease lost", extra={"lease": self.cfg.name})
                 self.is_leader.clear()
                 self.lost.set()

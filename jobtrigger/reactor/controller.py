@@ -27,7 +27,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from jobtrigger import metrics
-from jobtrigger.api.models import API_VERSION, GROUP, PLURAL, VERSION, JobTrigger, LabelSelector, ResourceHash
+from jobtrigger.api.models import (
+    API_VERSION,
+    GROUP,
+    PLURAL,
+    VERSION,
+    JobTrigger,
+    LabelSelector,
+    OutputSpec,
+    ResourceHash,
+)
 from jobtrigger.api.validation import SpecError, parse_duration, parse_jobtrigger
 from jobtrigger.jobs import output
 from jobtrigger.jobs.builder import (
@@ -62,6 +71,12 @@ JOBS_PATH = "/apis/batch/v1"
 DEFAULT_HISTORY = 5
 UNKNOWN_KIND_RETRY = 30.0  # seconds
 MAX_POD_UIDS = 5000  # pod uids kept in status to see deletions that happened while the controller was down
+#: consecutive failed syncs of one JobTrigger before it shows ``Ready=False, reason SyncError``: an unexpected
+#: exception (a bug) at once after a few retries, an API error (usually transient: conflicts, 5xx) only later
+SYNC_ERROR_AFTER = 3
+SYNC_ERROR_AFTER_API = 8
+#: a versioned output target whose planned <name>-vN another writer created meanwhile is re-planned this often
+VERSION_REPLANS = 3
 
 
 @dataclass
@@ -86,6 +101,16 @@ class JobSummary:
     created: str
     state: str  # Active | Succeeded | Failed
     output: str = ""  # jobtrigger.dev/output annotation: "" (not handled yet), written, skipped, failed
+    #: uid of the controlling JobTrigger (ownerReference): the label names the owner, the uid says which
+    #: incarnation of that name; a JobTrigger deleted and re-created under the same name owns none of the old Jobs
+    owner_uid: str = ""
+
+
+def _controller_uid(meta: JSON) -> str:
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == "JobTrigger":
+            return str(ref.get("uid") or "")
+    return ""
 
 
 def summarize_job(obj: JSON) -> JobSummary | None:
@@ -99,7 +124,9 @@ def summarize_job(obj: JSON) -> JobSummary | None:
             state = "Succeeded" if c["type"] == "Complete" else "Failed"
     annotations = meta.get("annotations") or {}
     created = annotations.get(ANNOTATION_CREATED) or meta.get("creationTimestamp", "")
-    return JobSummary(owner, meta.get("uid", ""), created, state, annotations.get(ANNOTATION_OUTPUT, ""))
+    return JobSummary(
+        owner, meta.get("uid", ""), created, state, annotations.get(ANNOTATION_OUTPUT, ""), _controller_uid(meta)
+    )
 
 
 def _now() -> datetime:
@@ -187,6 +214,10 @@ class Controller:
         self._written: dict[TriggerKey, JSON] = {}
         # Jobs we created that the Job watch has not shown yet (for concurrencyPolicy)
         self._created: dict[TriggerKey, dict[str, str]] = {}  # JobTrigger -> {Job name: uid ("" if unknown)}
+        # a baseline taken for a new watch list that no status write has persisted yet: (JobTrigger, status field)
+        # -> (spec hash, entries). A retry after a failed write compares with it instead of taking a new one, so a
+        # change that arrives between the two is not swallowed
+        self.pending_baselines: dict[tuple[TriggerKey, str], tuple[str, list[JSON]]] = {}
         # JobTriggers waiting for the controller-wide cap; woken when any Job finishes
         self.capped: set[TriggerKey] = set()
         self._active_jobs = 0  # active Jobs in the Job watch cache, kept incrementally
@@ -210,10 +241,13 @@ class Controller:
             loop.create_task(self.jobs.run(), name="watch jobs"),
             loop.create_task(self.triggers.run(), name="watch jobtriggers"),
         ]
-        self._tasks += [loop.create_task(self._worker(i), name=f"worker {i}") for i in range(self.settings.workers)]
         log.info("controller started", extra={"namespace": self.settings.namespace or "*"})
         try:
+            # No worker before the Job list: concurrencyPolicy and --max-active-jobs decide from the Job cache, and
+            # an empty cache would let a sync create a second Job next to an active one (at start and at every
+            # leader hand-over). Keys queued meanwhile wait in the queue.
             await self.jobs.wait_synced()
+            self._tasks += [loop.create_task(self._worker(i), name=f"worker {i}") for i in range(self.settings.workers)]
             await self.triggers.wait_synced()
             self.ready.set()
             await asyncio.gather(*self._tasks)
@@ -297,9 +331,42 @@ class Controller:
                     exc_info=not isinstance(e, ApiError),
                     extra={"jobtrigger": "/".join(key), "error": str(e), "retry_in": round(delay, 3)},
                 )
+                failures = self.queue.num_requeues(key)
+                if failures == (SYNC_ERROR_AFTER_API if isinstance(e, ApiError) else SYNC_ERROR_AFTER):
+                    await self._report_sync_error(key, e, failures)
             finally:
                 metrics.SYNC_SECONDS.observe(time.monotonic() - t0)
                 self.queue.done(key)
+
+    async def _report_sync_error(self, key: TriggerKey, error: Exception, failures: int) -> None:
+        """Make a sync that keeps failing visible on the JobTrigger (``kubectl get jt``, ``describe``): Ready=False
+        with reason SyncError, an Event, the ``jobtrigger_jobtriggers{reason="SyncError"}`` gauge. Retrying goes
+        on with backoff; the next good sync sets Ready from what it finds. Best effort: never raises."""
+        obj = self.triggers.objects.get(key)
+        if obj is None:
+            return
+        what = error.message if isinstance(error, ApiError) else f"{type(error).__name__}: {error}"
+        message = f"sync failed {failures} times in a row, retrying with backoff: {what}"[:1024]
+        meta = obj.get("metadata") or {}
+        conds = [c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") != "Ready"]
+        conds.append(
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "SyncError",
+                "message": message,
+                "lastTransitionTime": _ts(self.settings.clock()),
+                "observedGeneration": int(meta.get("generation") or 0),
+            }
+        )
+        self.note_state(key, "SyncError")
+        try:
+            await self.events.emit(obj, "Warning", "SyncError", message)
+            path = f"/apis/{GROUP}/{VERSION}/namespaces/{key[0]}/{PLURAL}/{key[1]}/status"
+            written = await self.kube.merge_patch(path, {"status": {"conditions": conds}})
+            self.remember_written(key, written)
+        except Exception as e:  # the API may be what fails: the log and the metric still tell
+            log.warning("could not report the sync error", extra={"jobtrigger": "/".join(key), "error": str(e)})
 
     # ------------------------------------------------------------------ sync
 
@@ -312,6 +379,8 @@ class Controller:
             self._validated.pop(key, None)
             self._written.pop(key, None)
             self._created.pop(key, None)
+            for k in [k for k in self.pending_baselines if k[0] == key]:
+                del self.pending_baselines[k]
             self.note_state(key, None)
             return
         s = Sync(self, key, obj)
@@ -323,10 +392,12 @@ class Controller:
     # ------------------------------------------------------------------ helpers used by Sync
 
     def jobs_of(self, key: TriggerKey) -> dict[str, JobSummary]:
+        """The Jobs this JobTrigger controls: owner label for the index, controller ownerReference uid to decide."""
+        uid = str(((self.triggers.objects.get(key) or {}).get("metadata") or {}).get("uid") or "")
         out = {}
         for name in self._jobs_by_owner.get(key, set()):
             s = self.jobs.objects.get((key[0], name))
-            if s is not None and s.owner == key[1]:
+            if s is not None and s.owner == key[1] and uid and s.owner_uid == uid:
                 out[name] = s
         return out
 
@@ -369,9 +440,12 @@ class Controller:
         self._created.get(key, {}).pop(name, None)
 
     def remember_written(self, key: TriggerKey, obj: JSON) -> None:
-        """Put an object returned by our own write into the cache unless the watch already has a newer one."""
+        """Replace the cached object with the one our own write returned, unless the watch already has a newer one.
+
+        Never inserts: a missing entry means the watch saw the JobTrigger deleted after our write, and putting the
+        stale copy back would resurrect it (syncs, Jobs owned by a dead uid) until the next relist."""
         cached = self.triggers.objects.get(key)
-        if cached is None or _rv(obj) >= _rv(cached):
+        if cached is not None and _rv(obj) >= _rv(cached):
             self.triggers.objects[key] = obj
             self._written[key] = obj
 
@@ -653,9 +727,16 @@ class Sync:
 
         baseline: dict[ObjectRef, dict[str, str]] | None = None
         item_refs: list[list[ObjectRef]] = [[] for _ in items]
+        pending_key = (self.key, st.hashes)
+        persisted: list[JSON] | None = None
         if self.status.get(st.spec_hash) == spec_hash and self.status.get(st.hashes) is not None:
+            persisted = self.status.get(st.hashes) or []
+            self.ctl.pending_baselines.pop(pending_key, None)
+        elif (pending := self.ctl.pending_baselines.get(pending_key)) is not None and pending[0] == spec_hash:
+            persisted = pending[1]
+        if persisted is not None:
             baseline = {}
-            for entry in self.status.get(st.hashes) or []:
+            for entry in persisted:
                 rh = ResourceHash.model_validate(entry)
                 ref = ObjectRef(rh.api_version, rh.kind, rh.namespace, rh.name)
                 baseline[ref] = {f.path: f.hash for f in rh.fields}
@@ -675,6 +756,7 @@ class Sync:
         )
         if decision.action == "baseline":
             self._set_baseline(st, decision.baseline, items, spec_hash)
+            self.ctl.pending_baselines[pending_key] = (spec_hash, self.status[st.hashes])
         elif decision.action == "wait":
             self._pending(decision.reason)
             if decision.reason.startswith("cooldown"):
@@ -721,6 +803,7 @@ class Sync:
         watermark = _ts(self.now)
         if self.key not in pw.initialized:
             since = self.status.get("podWatermark")
+            handled = pw.handled[self.key] = {str(o) for o in self.status.get("podHandled") or []}
             first: list[pods.Transition] = []
             current = pw.current(self.key)
             for key, summary in current.items():
@@ -728,12 +811,15 @@ class Sync:
             if "Deleted" in when and since is not None:
                 for uid in sorted(pods.vanished(self.status.get("podUIDs") or [], current)):
                     first += pods.deleted(uid, when=when, key=(pt.namespace or self.ns, ""))
-            pw.put_back(self.key, first)
+            # what was run or consumed before must not run again, even if its Job is gone (pruned, replaced, or
+            # never created under Forbid): the Job's existence alone cannot tell
+            pw.put_back(self.key, [t for t in first if t.occurrence not in handled])
             pw.initialized.add(self.key)
         if jt.spec.suspend:
             self._pending("pods: suspended")  # transitions wait in the inbox; the watermark stays
             return
-        todo = pw.take(self.key)
+        handled = pw.handled.setdefault(self.key, set())
+        todo = [t for t in pw.take(self.key) if t.occurrence not in handled]
         for i, t in enumerate(todo):
             occurrence = Occurrence(
                 trigger="pods",
@@ -749,13 +835,27 @@ class Sync:
                 raise
             if not ran:
                 pw.put_back(self.key, todo[i:])  # Queue / cap: the rest waits for the active Job
+                self._persist_handled(pw, when, pt.include_existing)
                 return
+            handled.add(t.occurrence)
         if not pw.errors(self.key):  # a broken watch may be missing events: keep the old watermark
             self.status["podWatermark"] = watermark
+        self._persist_handled(pw, when, pt.include_existing)
         if "Deleted" in when:
             self.status["podUIDs"] = sorted(s.uid for s in pw.current(self.key).values())[:MAX_POD_UIDS]
         else:
             self.status["podUIDs"] = None
+
+    def _persist_handled(self, pw: PodWatches, when: frozenset[str], include_existing: bool) -> None:
+        """Write the handled occurrences a first look with the watermark being written could still return.
+
+        Kept in memory too until then (a failed status write loses nothing); trimmed to the current pods'
+        replayable keys, so the list is bounded by the pods, not by time."""
+        keep = pw.handled.get(self.key, set()) & pods.replayable(
+            pw.current(self.key), when=when, since=self.status.get("podWatermark"), include_existing=include_existing
+        )
+        pw.handled[self.key] = keep
+        self.status["podHandled"] = sorted(keep)[:MAX_POD_UIDS] or None
 
     async def _schedule(self, jt: JobTrigger) -> None:
         """Cron / ``@once``: run the due slot (Job name from the slot time), then sleep in the queue until the
@@ -833,13 +933,23 @@ class Sync:
         if not await self._run(jt, occurrence):
             return
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.ns}/{PLURAL}/{self.name}"
-        written = await self.ctl.kube.merge_patch(
-            path,
-            {
-                "metadata": {"resourceVersion": self.meta.get("resourceVersion")},
-                "spec": {"triggers": {"manual": {"strategy": "manual"}}},
-            },
-        )
+        strategy = "/spec/triggers/manual/strategy"
+        try:
+            # conditional on the strategy, not on the resourceVersion: an unrelated spec edit between our read and
+            # this reset must not fail it (the retry would run errand/<generation+1>, a second Job)
+            written = await self.ctl.kube.json_patch(
+                path,
+                [
+                    {"op": "test", "path": strategy, "value": "now"},
+                    {"op": "replace", "path": strategy, "value": "manual"},
+                ],
+            )
+        except ApiError as e:
+            if e.status in (404, 409, 422):
+                # gone, or no longer `now` (reset already): the next sync looks at what is there
+                self.ctl.queue.add(self.key)
+                return
+            raise
         # continue with the object as it is now, so the status write below does not conflict
         self.meta = written.get("metadata") or self.meta
         self.ctl.remember_written(self.key, written)
@@ -896,6 +1006,7 @@ class Sync:
             self._pending(f"queued behind active Job {active[0]} (concurrencyPolicy Queue)")
             return False
         cap = self.ctl.settings.max_active_jobs
+        reserved = False
         if cap and policy != "Replace":
             if self.ctl.total_active() >= cap:
                 metrics.SKIPPED.labels("cap").inc()
@@ -903,21 +1014,34 @@ class Sync:
                 self.ctl.capped.add(self.key)
                 return False
             # reserve the slot before any await, so parallel workers cannot all pass the check
+            reserved = name not in self.ctl.created_pending(self.key) and name not in self.ctl.jobs_of(self.key)
             self.ctl.note_created(self.key, name)
-        if active and policy == "Replace":
-            for job in active:
-                try:
-                    await self.ctl.kube.delete(f"{JOBS_PATH}/namespaces/{self.ns}/jobs/{job}")
-                except ApiError as e:
-                    if e.status != 404:
-                        raise
-                metrics.JOBS_DELETED.inc()
-                self.ctl.forget_active(self.key, job)
-                await self.ctl.events.emit(
-                    self.obj, "Normal", "JobReplaced", f"Deleted active Job {job} (concurrencyPolicy Replace)"
-                )
-        await self._create_job(jt, occurrence)
+        done = False
+        try:
+            if active and policy == "Replace":
+                await self._replace(active)
+            await self._create_job(jt, occurrence)
+            done = True
+        finally:
+            if reserved and not done:
+                # whatever failed between the reservation and the create (a LIST for renames, a delete, the
+                # create itself): no Job of that name exists because of us, so release the slot; a phantom
+                # reservation would count against the cap and block Queue/Forbid until the process restarts
+                self.ctl.forget_active(self.key, name)
         return True
+
+    async def _replace(self, active: list[str]) -> None:
+        for job in active:
+            try:
+                await self.ctl.kube.delete(f"{JOBS_PATH}/namespaces/{self.ns}/jobs/{job}")
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+            metrics.JOBS_DELETED.inc()
+            self.ctl.forget_active(self.key, job)
+            await self.ctl.events.emit(
+                self.obj, "Normal", "JobReplaced", f"Deleted active Job {job} (concurrencyPolicy Replace)"
+            )
 
     def _job_name(self, occurrence: Occurrence) -> str:
         return job_name(self.name, self.uid, occurrence.key)
@@ -940,7 +1064,6 @@ class Sync:
             uid = str((made.get("metadata") or {}).get("uid") or "")
         except ApiError as e:
             if e.status != 409:
-                self.ctl.forget_active(self.key, name)
                 metrics.JOBS_CREATED.labels(occurrence.trigger, "error").inc()
                 await self.ctl.events.emit(self.obj, "Warning", "JobCreateFailed", f"Job {name}: {e.message}")
                 raise
@@ -972,9 +1095,11 @@ class Sync:
             for name, summary in sorted(jobs.items(), key=lambda kv: (kv[1].created, kv[0])):
                 if summary.state != "Active" and not summary.output:
                     await self._persist_output(jt, name, summary)
-            # every finished Job has its output handled now (an error aborts the sync before pruning), so even
-            # successfulJobsHistoryLimit 0 never deletes a Job whose output was not persisted
+            # re-read (the output marks are in the cache now); a Job that finished while we wrote the others has
+            # no mark yet and is kept out of pruning below, so even successfulJobsHistoryLimit 0 never deletes a
+            # Job before its output was persisted (its watch event brings it back to the next sync)
             jobs = self.ctl.jobs_of(self.key)
+        prunable = {n: s for n, s in jobs.items() if jt.spec.output is None or s.output}
         active = sorted((s.created, n, s.uid) for n, s in jobs.items() if s.state == "Active")
         # Jobs just created and not yet seen by the Job watch are active too: listing them now saves the status
         # write the watch event would otherwise cause
@@ -990,7 +1115,7 @@ class Sync:
             else (spec.history or DEFAULT_HISTORY),
         }
         for state, limit in limits.items():
-            finished = sorted((s.created, n) for n, s in jobs.items() if s.state == state)
+            finished = sorted((s.created, n) for n, s in prunable.items() if s.state == state)
             for _, name in finished[: max(0, len(finished) - limit)]:
                 try:
                     await self.ctl.kube.delete(f"{JOBS_PATH}/namespaces/{self.ns}/jobs/{name}")
@@ -1039,36 +1164,18 @@ class Sync:
             }
             written = 0
             for target, data in sorted(collected.targets.items()):
-                try:
-                    existing = (await kube.get(base, labelSelector=output.label_selector(target))).get("items") or []
-                    actions = output.plan(
-                        out,
-                        target=target,
-                        data=data,
-                        existing=existing,
-                        owner_ref=owner,
-                        job_name=job,
-                        trigger_name=self.name,
-                        succeeded=succeeded,
-                    )
-                    for a in actions:
-                        if a.verb == "create" and a.body is not None:
-                            await kube.create(base, a.body)
-                            written += 1
-                        elif a.verb == "replace" and a.body is not None:
-                            await kube.request("PUT", f"{base}/{a.name}", body=a.body)
-                            written += 1
-                        elif a.verb == "delete":
-                            with contextlib.suppress(ApiError):
-                                await kube.delete(f"{base}/{a.name}")
-                        elif a.error:
-                            problems.append(f"{a.name}: {a.reason}")
-                except ApiError as e:
-                    transient = e.status in (0, 429) or e.status >= 500
-                    if transient or (e.status == 409 and e.k8s_reason != "AlreadyExists"):
-                        raise  # transient or an update race: retry the sync
-                    # e.g. 403 (the chart's output.enabled is false) or 422: report it, do not retry forever
-                    problems.append(f"{target}: {e.status} {e.message}")
+                for attempt in range(VERSION_REPLANS + 1):
+                    try:
+                        written += await self._write_target(out, base, target, data, owner, job, succeeded, problems)
+                        break
+                    except ApiError as e:
+                        if out.versioned and e.k8s_reason == "AlreadyExists" and attempt < VERSION_REPLANS:
+                            continue  # another writer took the version we planned: list again, take the next one
+                        transient = e.status in (0, 429) or e.status >= 500
+                        if transient or (e.status == 409 and e.k8s_reason != "AlreadyExists"):
+                            raise  # transient or an update race: retry the sync
+                        # e.g. 403 (the chart's output.enabled is false) or 422: report it, do not retry forever
+                        problems.append(f"{target}: {e.status} {e.message}")
             result = "failed" if problems and not written else "written" if written else "skipped"
             if problems:
                 await self.ctl.events.emit(self.obj, "Warning", "OutputFailed", f"Job {job}: {'; '.join(problems)}")
@@ -1088,6 +1195,45 @@ class Sync:
             # not allowed to mark the Job (the chart's output.enabled is false): remember it in memory only
             self.status["lastOutputError"] = f"Job {job}: cannot record the output state: {e.message}"[:1024]
         self.ctl.jobs.objects[(self.ns, job)] = dataclasses.replace(summary, output=result)
+
+    async def _write_target(
+        self,
+        out: OutputSpec,
+        base: str,
+        target: str,
+        data: dict[str, str],
+        owner: JSON,
+        job: str,
+        succeeded: bool,
+        problems: list[str],
+    ) -> int:
+        """Plan and apply the writes of one output target; returns how many objects were written."""
+        kube = self.ctl.kube
+        existing = (await kube.get(base, labelSelector=output.label_selector(target))).get("items") or []
+        actions = output.plan(
+            out,
+            target=target,
+            data=data,
+            existing=existing,
+            owner_ref=owner,
+            job_name=job,
+            trigger_name=self.name,
+            succeeded=succeeded,
+        )
+        written = 0
+        for a in actions:
+            if a.verb == "create" and a.body is not None:
+                await kube.create(base, a.body)
+                written += 1
+            elif a.verb == "replace" and a.body is not None:
+                await kube.request("PUT", f"{base}/{a.name}", body=a.body)
+                written += 1
+            elif a.verb == "delete":
+                with contextlib.suppress(ApiError):
+                    await kube.delete(f"{base}/{a.name}")
+            elif a.error:
+                problems.append(f"{a.name}: {a.reason}")
+        return written
 
     # ---------------------------------------------------------------- status
 
@@ -1140,7 +1286,12 @@ class Sync:
         patch.update(desired)
         body = {"metadata": {"resourceVersion": self.meta.get("resourceVersion")}, "status": patch}
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.ns}/{PLURAL}/{self.name}/status"
-        written = await self.ctl.kube.merge_patch(path, body)
+        try:
+            written = await self.ctl.kube.merge_patch(path, body)
+        except ApiError as e:
+            if e.status == 404:
+                return  # deleted meanwhile: the watch's DELETED ends it; retrying would fail forever
+            raise
         self.ctl.remember_written(self.key, written)
 
 

@@ -10,6 +10,11 @@ come from events but from the cache: :func:`~jobtrigger.triggers.pods.existing` 
 watermark, so transitions that happened while nobody watched are recovered with the same occurrence keys.
 The inbox is memory only: a crash loses it, and the watermark (advanced only after the inbox was processed)
 brings it back on the next start.
+
+What the first look must *not* bring back is an occurrence that was already handled (run, or consumed by
+``Forbid``) and whose Job is gone (pruned, replaced, never created): ``handled`` holds those occurrence keys, loaded
+from ``status.podHandled`` at the first look and persisted with the watermark, trimmed to what a first look
+could still return (see :func:`jobtrigger.triggers.pods.replayable`).
 """
 
 from __future__ import annotations
@@ -65,25 +70,30 @@ class PodWatches:
         self.inbox: dict[TriggerKey, dict[str, Transition]] = {}
         #: JobTriggers that took their first look at their scope (see module docstring)
         self.initialized: set[TriggerKey] = set()
+        #: occurrence keys handled (run or consumed) that a first look could still return, per JobTrigger
+        self.handled: dict[TriggerKey, set[str]] = {}
 
     def set_interest(self, trigger: TriggerKey, scope: PodScope | None, when: Iterable[str] = ()) -> None:
         old = self._by_trigger.get(trigger)
         if old is not None and old != scope:
             s = self.scopes[old]
             s.interests.pop(trigger, None)
-            self.initialized.discard(trigger)
-            self.inbox.pop(trigger, None)
+            self._forget(trigger)
             if not s.interests:
                 s.task.cancel()
                 del self.scopes[old]
             del self._by_trigger[trigger]
         if scope is None:
-            self.initialized.discard(trigger)
-            self.inbox.pop(trigger, None)
+            self._forget(trigger)
             return
         s = self.scopes.get(scope) or self._start(scope)
         s.interests[trigger] = frozenset(when)
         self._by_trigger[trigger] = scope
+
+    def _forget(self, trigger: TriggerKey) -> None:
+        self.initialized.discard(trigger)
+        self.inbox.pop(trigger, None)
+        self.handled.pop(trigger, None)
 
     def _start(self, scope: PodScope) -> _Scope:
         def on_change(key: ObjectKey, old: PodSummary | None, new: PodSummary | None) -> None:

@@ -268,6 +268,25 @@ def existing(
     return _pick([t for t in implied if (at := _parse(t.at)) is None or at >= cutoff], when)
 
 
+def replayable(
+    current: Mapping[PodKey, PodSummary],
+    *,
+    when: frozenset[str],
+    since: str | None,
+    include_existing: bool = False,
+    skew: timedelta = CLOCK_SKEW,
+) -> set[str]:
+    """Occurrence keys a first look with watermark ``since`` would return for these pods (see :func:`existing`).
+
+    A handled occurrence outside this set can never come back, so this bounds what must be remembered as handled:
+    at most every state of every current pod, whatever the age of the watermark."""
+    return {
+        t.occurrence
+        for k, s in current.items()
+        for t in existing(s, key=k, when=when, since=since, include_existing=include_existing, skew=skew)
+    }
+
+
 def vanished(previous_uids: Iterable[str], current: Mapping[PodKey, PodSummary]) -> set[str]:
     """Uids known before that no current pod has: deleted while nobody watched (a LIST cannot show them)."""
     return set(previous_uids) - {s.uid for s in current.values()}

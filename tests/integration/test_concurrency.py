@@ -19,6 +19,7 @@ from tests.integration.conftest import (
     wait_jobs,
     wait_ready,
 )
+from tests.integration.events import wait_event
 
 
 async def request_run(kube: KubeClient, ns: str, name: str, token: str) -> None:
@@ -60,8 +61,7 @@ async def test_forbid_skips_while_active(kube: KubeClient, namespace: str, runne
     assert await count_stays(kube, namespace, "t", 1)
     jt = await get_jt(kube, namespace, "t")
     assert first in jt["status"]["lastSkipped"]["reason"]
-    events = await kube.get(f"/api/v1/namespaces/{namespace}/events", fieldSelector="involvedObject.name=t")
-    assert any(e["reason"] == "RunSkipped" for e in events["items"])
+    await wait_event(kube, namespace, "t", "RunSkipped")
     await complete(kube, namespace, first)
     await request_run(kube, namespace, "t", "c")
     await wait_jobs(kube, namespace, "t", 2)

@@ -23,6 +23,7 @@ from tests.integration.conftest import (
     wait_jobs,
     wait_ready,
 )
+from tests.integration.events import wait_event
 
 
 def cm_watch(name: str, **extra: Any) -> dict[str, Any]:
@@ -68,8 +69,7 @@ async def test_configmap_data_change_creates_exactly_one_job(kube: KubeClient, n
     jt = await wait_for(status_updated, "status.lastJobName")
     assert jt["status"]["lastJobStatus"] == "Active"
     assert jt["status"]["lastTriggeredTime"]
-    events = await kube.get(f"/api/v1/namespaces/{namespace}/events", fieldSelector="involvedObject.name=t")
-    assert any(e["reason"] == "JobCreated" for e in events["items"])
+    await wait_event(kube, namespace, "t", "JobCreated")
 
     # a second change: a second Job with another name
     await patch_cm(kube, namespace, "cfg", {"data": {"a": "3"}})
@@ -314,8 +314,7 @@ async def test_unknown_kind_and_namespace_errors(kube: KubeClient, namespace: st
     c = condition(await wait_ready(kube, namespace, "otherns", "False"))
     assert c is not None and c["reason"] == "Forbidden" and "kube-system" in c["message"]
 
-    events = await kube.get(f"/api/v1/namespaces/{namespace}/events", fieldSelector="involvedObject.name=nokind")
-    assert any(e["type"] == "Warning" and e["reason"] == "UnknownKind" for e in events["items"])
+    await wait_event(kube, namespace, "nokind", "UnknownKind", type_="Warning")
 
     # a valid JobTrigger next to the broken ones keeps working
     await create_cm(kube, namespace, "cfg", {"a": "1"})

@@ -77,6 +77,7 @@ import yaml
 
 __all__ = [
     "DEFAULT_ENVTEST_VERSION",
+    "KWOK_LOG_LINE",
     "KWOK_NODE",
     "KWOK_TOLERATION",
     "OLDEST_K8S_VERSION",
@@ -106,6 +107,8 @@ KWOK_TOLERATION: dict[str, str] = {
     "effect": "NoSchedule",
 }
 _KWOK_STAGES = Path(__file__).resolve().parent / "envtest_stages" / "kwok.yaml"
+#: what `kubectl logs` (pods/log) returns for any container on the KWOK node
+KWOK_LOG_LINE = "log line from the KWOK node"
 USER_AGENT = "jobtrigger-envtest/1"  # never curl/Wget: the 1.20 apiserver pretty-prints for those (see docs)
 _STOP_GRACE_S = 5.0
 _POLL_S = 0.1
@@ -359,6 +362,7 @@ class ControlPlane:
     _etcd_port: int = field(default=0, init=False, repr=False)
     _etcd_peer_port: int = field(default=0, init=False, repr=False)
     _api_port: int = field(default=0, init=False, repr=False)
+    _kwok_port: int = field(default=0, init=False, repr=False)
     _minor: int = field(default=0, init=False, repr=False)
     _version: str = field(default="", init=False, repr=False)
     _procs: dict[str, _Proc] = field(default_factory=dict, init=False, repr=False)
@@ -551,7 +555,7 @@ class ControlPlane:
         return self._require(self.binaries)
 
     def _start_processes(self) -> None:
-        self._etcd_port, self._etcd_peer_port, self._api_port = _free_ports(3)
+        self._etcd_port, self._etcd_peer_port, self._api_port, self._kwok_port = _free_ports(4)
         self._write_kubeconfig()
         t0 = time.monotonic()
         shutil.rmtree(self.work_dir / "etcd-data", ignore_errors=True)
@@ -621,6 +625,8 @@ class ControlPlane:
             "--disable-admission-plugins=ServiceAccount",
             "--allow-privileged=true",
             "--endpoint-reconciler-type=none",
+            # pods/log and friends go to the node's "kubelet" (KWOK's server on 127.0.0.1): by address, not name
+            "--kubelet-preferred-address-types=InternalIP",
         ]
         if self._minor < 24:  # deprecated in 1.20, removed in 1.24
             cmd.append("--insecure-port=0")
@@ -662,12 +668,30 @@ class ControlPlane:
             str(kwok),
             f"--kubeconfig={self.kubeconfig_path}",
             f"--config={_KWOK_STAGES}",
+            f"--config={self._write_kwok_logs()}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--node-lease-duration-seconds=40",
             "--cidr=10.244.0.0/16",
-            "--node-ip=10.243.0.1",
+            # KWOK's kubelet-like server (container logs) is the node's kubelet endpoint
+            "--node-ip=127.0.0.1",
+            f"--node-port={self._kwok_port}",
+            f"--server-address=127.0.0.1:{self._kwok_port}",
         ]
+
+    def _write_kwok_logs(self) -> Path:
+        """A ClusterLogs config: every container on the KWOK node logs :data:`KWOK_LOG_LINE` (CRI log format)."""
+        log_file = self.work_dir / "kwok-container.log"
+        log_file.write_text(f"2026-01-01T00:00:00.000000000Z stdout F {KWOK_LOG_LINE}\n")
+        config = self.work_dir / "kwok-logs.yaml"
+        logs = {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "ClusterLogs",
+            "metadata": {"name": "envtest"},
+            "spec": {"selector": {}, "logs": [{"logsFile": str(log_file), "follow": False}]},
+        }
+        config.write_text(yaml.safe_dump(logs, sort_keys=False))
+        return config
 
     def _create_kwok_node(self) -> None:
         """The fake Node KWOK manages: tainted, so only pods tolerating KWOK_TOLERATION are scheduled onto it."""

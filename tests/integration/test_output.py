@@ -1,8 +1,9 @@
 """Persisted Job output (rows E5, Q2, Q4, Q5): termination messages, JSON files, logs -> Secrets/ConfigMaps.
 
-Containers do not run here (no kubelet): the tests write what a kubelet would, the termination message, into the
-pod status; the real Job controller completes the Job. Logs are the one thing the API server cannot serve without
-a kubelet, so `Controller.read_log` is replaced in that test (the documented seam).
+The Job's pods run on the KWOK node (`finish_job_pods`): KWOK terminates their containers with the termination
+messages a test asks for, the real Job controller completes the Job, and `pods/log` goes through kube-apiserver to
+KWOK's kubelet endpoint, which serves a fixed log line for every container. Without KWOK (an existing cluster)
+the tests write the termination messages into pod status and replace `Controller.read_log` (the documented seam).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import base64
 import json
 from typing import Any
 
+from jobtrigger.envtest import KWOK_LOG_LINE
 from jobtrigger.kube.client import ApiError, KubeClient
 from tests.integration.conftest import Runner, create_jt, finish_job_pods, get_jt, wait_for, wait_jobs, wait_ready
 from tests.integration.test_concurrency import request_run
@@ -140,7 +142,8 @@ async def test_failed_job_output_and_errors(kube: KubeClient, namespace: str, ru
     assert any(e["reason"] == "OutputFailed" for e in events["items"])
 
 
-async def test_logs_through_the_seam(kube: KubeClient, namespace: str, runner: Runner) -> None:
+async def test_logs(kube: KubeClient, namespace: str, runner: Runner, kwok: bool) -> None:
+    """source: Logs. On KWOK through the real pods/log API; otherwise through the read_log seam."""
     assert runner.controller is not None
     calls: list[tuple[str, str]] = []
 
@@ -148,7 +151,8 @@ async def test_logs_through_the_seam(kube: KubeClient, namespace: str, runner: R
         calls.append((pod, container))
         return f"log of {container}\n"
 
-    runner.controller.read_log = fake_log
+    if not kwok:
+        runner.controller.read_log = fake_log
     await create_jt(
         kube,
         namespace,
@@ -160,7 +164,10 @@ async def test_logs_through_the_seam(kube: KubeClient, namespace: str, runner: R
     await wait_ready(kube, namespace, "t")
     await run_and_finish(kube, namespace, "t", "x", {})
     cm = await kube.get(f"/api/v1/namespaces/{namespace}/configmaps/logs")
-    assert cm["data"] == {"main": "log of main\n"} and calls and calls[0][1] == "main"
+    if kwok:
+        assert cm["data"] == {"main": f"{KWOK_LOG_LINE}\n"}
+    else:
+        assert cm["data"] == {"main": "log of main\n"} and calls and calls[0][1] == "main"
 
 
 async def test_consumers_get_the_newest_version_and_rerun_on_a_new_one(

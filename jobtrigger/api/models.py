@@ -193,7 +193,8 @@ class ResourceTrigger(Model):
         json_schema_extra={
             CEL: [
                 cel(
-                    f"duration(self) <= duration('{MAX_DURATION_GO}')",
+                    # guarded by the pattern: a value the pattern refuses gets that error alone, not a conversion error
+                    f"!self.matches(r'{DURATION_PATTERN}') || duration(self) <= duration('{MAX_DURATION_GO}')",
                     f"duration is longer than the maximum of {MAX_DURATION_GO}",
                 )
             ]

@@ -771,6 +771,7 @@ class ErrorCase:
     name: str = "broken"
     containers: tuple[dict[str, Any], ...] = ({"name": "main", "image": "busybox:1.36"},)
     identity: str = ""  # run the controller as this user, with the namespaced rules of CONTROLLER_RULES only
+    rules: tuple[dict[str, Any], ...] = ()  # ... or with these rules instead
     allow_cross_namespace: bool = False
 
     def body(self) -> dict[str, Any]:
@@ -896,6 +897,18 @@ ERROR_CASES = [
         identity=CHART_SA,
     ),
     ErrorCase(
+        "no-job-create",
+        "SyncError",
+        {"manual": {}},
+        ((READY, "retrying with backoff"),),
+        identity=CHART_SA,
+        # the controller's rules without `create` on Jobs: the Job template's dry run is refused on every retry
+        rules=tuple(
+            {**r, "verbs": [v for v in r["verbs"] if v != "create"]} if r["resources"] == ["jobs"] else r
+            for r in CONTROLLER_RULES
+        ),
+    ),
+    ErrorCase(
         "watch-pods",
         "WatchFailed",
         {"pods": {"selector": {"matchLabels": {"app": "db"}}, "when": ["Ready"]}},
@@ -931,7 +944,7 @@ async def test_documented_error_message(
 ) -> None:
     quotes = claimed(case, documented_messages())
     if case.identity:
-        await grant_role(kube, namespace, case.identity, CONTROLLER_RULES)
+        await grant_role(kube, namespace, case.identity, list(case.rules) or CONTROLLER_RULES)
     runner = Runner(
         kubeconfig, namespace, impersonate=case.identity or None, allow_cross_namespace=case.allow_cross_namespace
     )

@@ -34,6 +34,10 @@ NS = "idle"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+#: version of the kube-apiserver of the run (for the report)
+APISERVER = ["?"]
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
@@ -140,6 +144,7 @@ async def measure(n: int, kind: str, window: float, kubeconfig: str, kube: KubeC
 async def main_async(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
     cp = ControlPlane(with_controller_manager=False)
     await cp.astart()
+    APISERVER[0] = cp.version
     results = []
     try:
         kube = await KubeClient.from_config(str(cp.kubeconfig_path))
@@ -167,8 +172,8 @@ def report(results: list[tuple[str, dict[str, float]]]) -> str:
         [
             "## Idle cost of many JobTriggers",
             "",
-            f"Controller as a separate process; local kube-apiserver v1.20.2; idle window {window:.0f} s after every "
-            "JobTrigger is Ready. `schedule`: cron `0 0 1 1 *` (not due); `resources`: each watches its own "
+            f"Controller as a separate process; local kube-apiserver {APISERVER[0]}; idle window {window:.0f} s after "
+            "every JobTrigger is Ready. `schedule`: cron `0 0 1 1 *` (not due); `resources`: each watches its own "
             "ConfigMap by name (one shared watch for the namespace).",
             "",
             "| JobTriggers | count | start → all Ready (s) | idle CPU (% of a core) | API requests | RSS (MiB) |",

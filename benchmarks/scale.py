@@ -67,6 +67,10 @@ async def bulk(n: int, make: Any, parallel: int = 20) -> None:
     await asyncio.gather(*(one(i) for i in range(n)))
 
 
+#: version of the kube-apiserver of the run (for the report)
+APISERVER = ["?"]
+
+
 def jt_body(ns: str, name: str, triggers: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -190,6 +194,7 @@ async def throughput(kube: KubeClient, kubeconfig: str, changes: int, workers: i
 async def main_async(args: argparse.Namespace) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
     cp = ControlPlane(with_controller_manager=False)
     await cp.astart()
+    APISERVER[0] = cp.version
     try:
         kube = await KubeClient.from_config(str(cp.kubeconfig_path))
         await install_crd(kube)
@@ -208,7 +213,8 @@ def report(mem: list[dict[str, float]], tp: list[dict[str, float]]) -> str:
         [
             "## Scale, memory and throughput",
             "",
-            "Controller as a separate process against a local kube-apiserver v1.20.2 (etcd on the same 2 cores).",
+            f"Controller as a separate process against a local kube-apiserver {APISERVER[0]} "
+            "(etcd on the same 2 cores).",
             "",
             "| watched pods | controller RSS idle / watching (MiB) | bytes per watched pod | start → synced (s) |",
             "|---|---|---|---|",

@@ -59,6 +59,15 @@ def is_conflict(e: BaseException) -> bool:
     return isinstance(e, ApiError) and e.status == 409
 
 
+def is_namespace_terminating(e: BaseException) -> bool:
+    """The namespace is being deleted (Status cause ``NamespaceTerminating``): nothing new can be created there,
+    and whatever lives in it is about to go; controllers treat it as "nothing to do", as client-go does."""
+    if not isinstance(e, ApiError):
+        return False
+    causes = (e.body.get("details") or {}).get("causes") or []
+    return any(c.get("reason") == "NamespaceTerminating" for c in causes)  # StatusCause.Type is "reason" in JSON
+
+
 @dataclass(frozen=True)
 class GVR:
     """Group/version/resource plus what discovery told us about the kind."""

@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from jobtrigger.kube.client import ApiError, KubeClient
+from jobtrigger.kube.client import ApiError, KubeClient, is_namespace_terminating
 
 log = logging.getLogger(__name__)
 
@@ -98,4 +98,5 @@ class EventRecorder:
         except ApiError as e:
             if e.status == 404:
                 self._seen.pop(key, None)
-            log.warning("could not record event", extra={"reason": reason, "error": str(e)})
+            if not is_namespace_terminating(e):  # the object and its Events are about to go anyway
+                log.warning("could not record event", extra={"reason": reason, "error": str(e)})

@@ -17,8 +17,9 @@ import pytest
 from jobtrigger.api.models import PLURAL
 from jobtrigger.kube.client import ApiError, KubeClient
 from jobtrigger.kube.leader import LeaderElector, LeaseConfig
-from jobtrigger.reactor import controller as controller_mod
 from jobtrigger.reactor.controller import Controller, Settings
+from jobtrigger.reactor.sync import gate, on_manual
+from jobtrigger.reactor.sync.core import Sync
 from tests.faultproxy import FaultProxy
 from tests.integration.conftest import (
     Runner,
@@ -182,14 +183,14 @@ async def test_a_failure_between_reserving_and_creating_releases_the_cap_slot(
     """#17.3 (seam: the renames LIST fails with 503 for a while): with --max-active-jobs and Queue, the reserved
     name must be released, so the next change runs. Before the fix a phantom active Job blocked Queue forever."""
     failing = {"on": True}
-    real = controller_mod.Sync._renames
+    real = gate.renames
 
-    async def renames(self: controller_mod.Sync, jt: Any) -> dict[tuple[str, str], str]:
+    async def renames(s: Sync, jt: Any) -> dict[tuple[str, str], str]:
         if failing["on"]:
             raise ApiError(503, "Service Unavailable (injected)")
-        return await real(self, jt)
+        return await real(s, jt)
 
-    monkeypatch.setattr(controller_mod.Sync, "_renames", renames)
+    monkeypatch.setattr(gate, "renames", renames)
     r = Runner(kubeconfig, namespace, max_active_jobs=5)
     await r.start()
     try:
@@ -328,7 +329,7 @@ async def test_a_jobtrigger_deleted_during_our_status_write_stays_deleted(
     assert ctl is not None and ctl.kube is not None
     client = ctl.kube
     real = client.merge_patch
-    armed = {"on": False}
+    armed = {"on": False, "dropped": False}
 
     async def merge_patch(path: str, body: dict[str, Any]) -> dict[str, Any]:
         written = await real(path, body)
@@ -340,6 +341,7 @@ async def test_a_jobtrigger_deleted_during_our_status_write_stays_deleted(
                 return True if (namespace, "t") not in ctl.triggers.objects else None
 
             await wait_for(dropped, "the watch dropped the deleted JobTrigger")
+            armed["dropped"] = True  # the worker resumes right after this, with the stale object
         return written
 
     client.merge_patch = merge_patch  # type: ignore[method-assign]
@@ -348,10 +350,10 @@ async def test_a_jobtrigger_deleted_during_our_status_write_stays_deleted(
     armed["on"] = True
     await request_run(kube, namespace, "t", "x")
 
-    async def disarmed() -> bool | None:
-        return True if not armed["on"] else None
+    async def deleted_in_the_window() -> bool | None:
+        return True if armed["dropped"] else None
 
-    await wait_for(disarmed, "the status write that deletes the JobTrigger")
+    await wait_for(deleted_in_the_window, "the status write that deletes the JobTrigger", 30)
 
     async def absent() -> bool:
         return (namespace, "t") not in ctl.triggers.objects
@@ -402,14 +404,14 @@ async def test_a_sync_that_keeps_failing_shows_as_sync_error(
     """#15: an internal error (seam: the manual trigger raises) surfaces as Ready=False, reason SyncError, with the
     exception's message and an Event, while retries go on; the next good sync clears it."""
     broken = {"on": True}
-    real = controller_mod.Sync._manual
+    real = on_manual.run_manual
 
-    async def manual(self: controller_mod.Sync, jt: Any) -> None:
-        if broken["on"] and self.name == "t":
+    async def manual(s: Sync, jt: Any) -> None:
+        if broken["on"] and s.name == "t":
             raise RuntimeError("induced internal error")
-        await real(self, jt)
+        await real(s, jt)
 
-    monkeypatch.setattr(controller_mod.Sync, "_manual", manual)
+    monkeypatch.setattr(on_manual, "run_manual", manual)
     await create_jt(kube, namespace, "t", {"manual": {}})
 
     async def sync_error() -> dict[str, Any] | None:

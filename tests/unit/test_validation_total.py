@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from jobtrigger.api.validation import SpecError, parse_jobtrigger
 from jobtrigger.jobs.builder import Occurrence, build_job, config_references, rename_references
-from jobtrigger.reactor.controller import _mounts, _summary
+from jobtrigger.reactor.sync.conditions import summary as _summary
+from jobtrigger.reactor.sync.gate import mounts as _mounts
 from jobtrigger.triggers.fields import normalize_paths
 from jobtrigger.triggers.selectors import to_query
 

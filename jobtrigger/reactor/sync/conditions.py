@@ -1,0 +1,89 @@
+"""The status a sync writes: the Ready condition, its message, the trigger summary, and the write itself
+(one merge patch with a resourceVersion precondition, skipped when nothing changed)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from jobtrigger.api.models import GROUP, PLURAL, VERSION, JobTrigger
+from jobtrigger.jobs.builder import ANNOTATION_RUN_REQUESTED
+from jobtrigger.kube.client import JSON, ApiError
+from jobtrigger.reactor.watches import Interest
+from jobtrigger.timefmt import rfc3339_ms
+
+if TYPE_CHECKING:
+    from jobtrigger.reactor.sync.core import Sync
+
+
+def ready_message(s: Sync, jt: JobTrigger, interests: list[list[Interest]]) -> str:
+    parts = []
+    if jt.spec.triggers.resources is not None:
+        n = sum(len(s.ctl.resource_watches.matching(i)) for lst in interests for i in lst)
+        parts.append(
+            f"watching {n} object(s) for {len(interests)} resource entr{'y' if len(interests) == 1 else 'ies'}"
+        )
+    pt = jt.spec.triggers.pods
+    if pt is not None:
+        n = len(s.ctl.pod_watches.current(s.key))
+        parts.append(f"watching {n} pod(s) for {', '.join(pt.when)}")
+    st = jt.spec.triggers.schedule
+    if st is not None:
+        nxt = s.status.get("nextScheduleTime")
+        parts.append(f"schedule {st.cron}" + (f", next run {nxt}" if nxt else ""))
+    if jt.spec.triggers.manual is not None or not parts:
+        parts.append(f"manual runs via the {ANNOTATION_RUN_REQUESTED} annotation")
+    return "; ".join(parts)
+
+
+def condition(s: Sync, status: str, reason: str, message: str) -> bool:
+    """Set the Ready condition; returns True if it changed."""
+    s.ctl.note_state(s.key, reason)
+    conds = [dict(c) for c in s.status.get("conditions") or []]
+    old = next((c for c in conds if c.get("type") == "Ready"), None)
+    if old and old.get("status") == status and old.get("reason") == reason and old.get("message") == message:
+        old["observedGeneration"] = s.generation
+        s.status["conditions"] = conds
+        return False
+    new = {
+        "type": "Ready",
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": old["lastTransitionTime"]
+        if old and old.get("status") == status and old.get("lastTransitionTime")
+        else rfc3339_ms(s.now),
+        "observedGeneration": s.generation,
+    }
+    s.status["conditions"] = [c for c in conds if c.get("type") != "Ready"] + [new]
+    return True
+
+
+async def write_status(s: Sync) -> None:
+    desired = {k: v for k, v in s.status.items() if v is not None}
+    if desired == {k: v for k, v in s.old_status.items() if v is not None}:
+        return
+    patch: JSON = {k: None for k in s.old_status if k not in desired}
+    patch.update(desired)
+    body = {"metadata": {"resourceVersion": s.meta.get("resourceVersion")}, "status": patch}
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{s.ns}/{PLURAL}/{s.name}/status"
+    try:
+        written = await s.ctl.kube.merge_patch(path, body)
+    except ApiError as e:
+        if e.status == 404:
+            return  # deleted meanwhile: the watch's DELETED ends it; retrying would fail forever
+        raise
+    s.ctl.remember_written(s.key, written)
+
+
+def summary(jt: JobTrigger) -> str:
+    t = jt.spec.triggers
+    parts = []
+    if t.resources:
+        parts.append(f"resources({len(t.resources.watch)},{t.resources.condition})")
+    if t.pods:
+        parts.append("pods(" + ",".join(t.pods.when) + ")")
+    if t.schedule:
+        parts.append(f"schedule({t.schedule.cron})")
+    if t.manual:
+        parts.append("manual")
+    return " ".join(parts)

@@ -1,0 +1,213 @@
+"""Resource and config-change triggers: watched objects vs. the persisted baseline -> at most one occurrence.
+
+The decision itself is pure (:mod:`jobtrigger.triggers.resources`); this module reads the watch cache and the
+status, hands a due occurrence to the run gate and writes the new baseline into the status being built."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Literal
+
+from jobtrigger import metrics
+from jobtrigger.api.models import JobTrigger, ResourceHash
+from jobtrigger.api.validation import parse_duration
+from jobtrigger.jobs.builder import Occurrence
+from jobtrigger.kube.client import JSON
+from jobtrigger.reactor.sync import gate
+from jobtrigger.reactor.watches import Interest
+from jobtrigger.timefmt import parse as parse_time
+from jobtrigger.timefmt import rfc3339_ms
+from jobtrigger.triggers import resources
+from jobtrigger.triggers.fields import hash_value, normalize_paths
+from jobtrigger.triggers.resources import ObjectRef
+
+if TYPE_CHECKING:
+    from jobtrigger.reactor.sync.core import Sync
+
+
+async def run_resources(s: Sync, jt: JobTrigger, interests: list[list[Interest]]) -> None:
+    rt = jt.spec.triggers.resources
+    assert rt is not None
+    await watched(
+        s,
+        jt,
+        RESOURCE_STATE,
+        interests,
+        spec_hash=resource_spec_hash(jt),
+        condition=rt.condition,
+        cooldown=parse_duration(rt.cooldown),
+        reason_suffix="",
+    )
+
+
+async def run_config_change(s: Sync, jt: JobTrigger, interests: list[list[Interest]]) -> None:
+    """``rerunOnConfigChange``: the ConfigMaps/Secrets the Job template references are watched like a resource
+    trigger of their own (baseline ``status.configHashes``, runs ``status.configRuns``, condition Any)."""
+    await watched(
+        s,
+        jt,
+        CONFIG_STATE,
+        interests,
+        spec_hash=hash_value([[i.scope.gvr.kind, i.name] for lst in interests for i in lst]),
+        condition="Any",
+        cooldown=timedelta(0),
+        reason_suffix=", referenced by the Job template",
+    )
+
+
+async def watched(
+    s: Sync,
+    jt: JobTrigger,
+    st: WatchedState,
+    interests: list[list[Interest]],
+    *,
+    spec_hash: str,
+    condition: Literal["Any", "All"],
+    cooldown: timedelta,
+    reason_suffix: str,
+) -> None:
+    """Watched objects vs. the persisted baseline -> at most one run (see jobtrigger.triggers.resources)."""
+    rw = s.ctl.resource_watches
+    items: list[resources.ItemState] = []
+    for idx, lst in enumerate(interests):
+        objects: dict[ObjectRef, dict[str, str]] = {}
+        paths: tuple[str, ...] = ()
+        for interest in lst:
+            paths = interest.paths
+            gvr = interest.scope.gvr
+            for (ns, name), hashes in rw.matching(interest).items():
+                objects[ObjectRef(gvr.api_version, gvr.kind, ns or None, name)] = hashes
+        items.append(resources.ItemState(idx, paths, objects))
+
+    baseline: dict[ObjectRef, dict[str, str]] | None = None
+    item_refs: list[list[ObjectRef]] = [[] for _ in items]
+    pending_key = (s.key, st.hashes)
+    persisted: list[JSON] | None = None
+    if s.status.get(st.spec_hash) == spec_hash and s.status.get(st.hashes) is not None:
+        persisted = s.status.get(st.hashes) or []
+        s.ctl.pending_baselines.pop(pending_key, None)
+    elif (pending := s.ctl.pending_baselines.get(pending_key)) is not None and pending[0] == spec_hash:
+        persisted = pending[1]
+    if persisted is not None:
+        baseline = {}
+        for entry in persisted:
+            rh = ResourceHash.model_validate(entry)
+            ref = ObjectRef(rh.api_version, rh.kind, rh.namespace, rh.name)
+            baseline[ref] = {f.path: f.hash for f in rh.fields}
+            for w in rh.watch:
+                if 0 <= w < len(items):
+                    item_refs[w].append(ref)
+
+    decision = resources.evaluate(
+        items=items,
+        item_refs=item_refs,
+        baseline=baseline,
+        condition=condition,
+        cooldown=cooldown,
+        last_triggered=parse_time(s.status.get(st.last_time)) if st.last_time else None,
+        now=s.now,
+        suspended=jt.spec.suspend,
+    )
+    if decision.action == "baseline":
+        set_baseline(s, st, decision.baseline, items, spec_hash)
+        s.ctl.pending_baselines[pending_key] = (spec_hash, s.status[st.hashes])
+    elif decision.action == "wait":
+        s.pending(decision.reason)
+        if decision.reason.startswith("cooldown"):
+            metrics.SKIPPED.labels("cooldown").inc()
+        if decision.retry_at is not None:
+            delay = max(0.0, (decision.retry_at - s.now).total_seconds())
+            s.ctl.queue.add_after(s.key, delay + 0.05)
+    elif decision.action == "fire":
+        runs = int(s.status.get(st.runs) or 0) + 1
+        changed = tuple(
+            {
+                "apiVersion": c.ref.api_version,
+                "kind": c.ref.kind,
+                "namespace": c.ref.namespace,
+                "name": c.ref.name,
+                "change": c.what,
+                "paths": list(c.paths),
+            }
+            for c in decision.changes
+        )
+        first = decision.changes[0]
+        more = f" and {len(decision.changes) - 1} more" if len(decision.changes) > 1 else ""
+        reason = f"{first.ref} {first.what} ({', '.join(first.paths)}){more}{reason_suffix}"
+        occurrence = Occurrence(
+            trigger=st.trigger,
+            key=f"{st.trigger}/{runs}/{decision.digest}",
+            reason=reason,
+            objects=changed,
+        )
+        if not await gate.run(s, jt, occurrence):
+            return  # Queue: the change stays unconsumed until the active Job has finished
+        s.status[st.runs] = runs
+        if st.last_time:
+            s.status[st.last_time] = rfc3339_ms(s.now)
+        set_baseline(s, st, decision.baseline, items, spec_hash)
+
+
+def set_baseline(
+    s: Sync,
+    st: WatchedState,
+    baseline: dict[ObjectRef, dict[str, str]],
+    items: list[resources.ItemState],
+    spec_hash: str,
+) -> None:
+    owners: dict[ObjectRef, list[int]] = defaultdict(list)
+    for item in items:
+        for ref in item.objects:
+            owners[ref].append(item.index)
+    s.status[st.spec_hash] = spec_hash
+    s.status[st.hashes] = [
+        {
+            "apiVersion": ref.api_version,
+            "kind": ref.kind,
+            **({"namespace": ref.namespace} if ref.namespace else {}),
+            "name": ref.name,
+            "watch": owners[ref],
+            "fields": [{"path": p, "hash": h} for p, h in sorted(hashes.items())],
+        }
+        for ref, hashes in sorted(baseline.items())
+    ]
+
+
+@dataclass(frozen=True)
+class WatchedState:
+    """Where a watched-objects trigger keeps its baseline in status."""
+
+    trigger: str
+    spec_hash: str
+    hashes: str
+    runs: str
+    last_time: str | None
+
+
+RESOURCE_STATE = WatchedState(
+    "resources", "resourceSpecHash", "resourceHashes", "resourceRuns", "lastResourceTriggerTime"
+)
+
+
+CONFIG_STATE = WatchedState("config", "configSpecHash", "configHashes", "configRuns", None)
+
+
+def resource_spec_hash(jt: JobTrigger) -> str:
+    rt = jt.spec.triggers.resources
+    if rt is None:
+        return ""
+    return hash_value(
+        [
+            [
+                w.api_version,
+                w.kind,
+                w.name,
+                w.namespace,
+                w.selector.model_dump() if w.selector else None,
+                list(normalize_paths(w.fields)),
+            ]
+            for w in rt.watch
+        ]
+    )

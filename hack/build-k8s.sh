@@ -92,7 +92,7 @@ log "building etcd v$ETCD_VERSION"
    >"$BUILD/etcd.log" 2>&1 || { tail -40 "$BUILD/etcd.log" >&2; exit 1; }
 
 # ---- KWOK --------------------------------------------------------------------------------------------------
-JOBTRIGGER_KWOK_VERSION=$KWOK_VERSION bash "$HACK/build-kwok.sh"
+JOBTRIGGER_KWOK_VERSION=$KWOK_VERSION JOBTRIGGER_KWOK_GOCACHE=$GOCACHE bash "$HACK/build-kwok.sh"
 
 # Install atomically: other sessions may be running the old binaries right now.
 for b in kube-apiserver kube-controller-manager kube-scheduler kubectl etcd; do

@@ -30,7 +30,8 @@ mkdir -p "$DEST" "$BUILD"
 t0=$(date +%s)
 log "building kwok v$KWOK_VERSION with $("$GO" version)"
 # `go install pkg@version` ignores any go.mod around it; GOFLAGS must not carry -mod.
-env GOFLAGS= GOTOOLCHAIN=local CGO_ENABLED=0 GOCACHE="$BUILD/gocache" GOBIN="$BUILD/out" \
+# JOBTRIGGER_KWOK_GOCACHE: build-k8s.sh passes its warm Go build cache (kwok shares many dependencies with it)
+env GOFLAGS= GOTOOLCHAIN=local CGO_ENABLED=0 GOCACHE="${JOBTRIGGER_KWOK_GOCACHE:-$BUILD/gocache}" GOBIN="$BUILD/out" \
   "$GO" install -trimpath -ldflags "-s -w" \
   "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION" >"$BUILD/kwok.log" 2>&1 || { tail -40 "$BUILD/kwok.log" >&2; exit 1; }
 cp -f "$BUILD/out/kwok" "$DEST/.kwok.tmp.$$" && mv -f "$DEST/.kwok.tmp.$$" "$DEST/kwok"

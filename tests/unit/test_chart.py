@@ -8,6 +8,7 @@ fail), so no cluster is needed.
 from __future__ import annotations
 
 import argparse
+import base64
 import re
 import subprocess
 import sys
@@ -68,6 +69,10 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "fast-failover": {
         "leaderElection": {"leaseDurationSeconds": 4.5, "renewDeadlineSeconds": 3, "retryPeriodSeconds": 0.5}
     },
+    "no-aggregation": {"userRoles": {"aggregate": False}},
+    "no-user-roles-no-hash-key": {"userRoles": {"enabled": False}, "hashKey": {"create": False}},
+    "hash-key-rotation": {"hashKey": {"rotation": "2026-05-01", "keepPrevious": False}},
+    "hash-key-existing": {"hashKey": {"existingSecret": "vault-hash-key"}},
 }
 
 #: The rules of the default ClusterRole, exactly (docs/rbac.md lists the same).
@@ -84,6 +89,33 @@ DEFAULT_CLUSTER_RULES = [
         "verbs": ["get", "list", "watch"],
     },
 ]
+#: The ClusterRoles for people (userRoles), exactly: view < edit < admin, nobody writes jobtriggers/status.
+STATUS_READ = {"apiGroups": ["jobtrigger.dev"], "resources": ["jobtriggers/status"], "verbs": ["get"]}
+USER_ROLES = {
+    "view": [
+        {"apiGroups": ["jobtrigger.dev"], "resources": ["jobtriggers"], "verbs": ["get", "list", "watch"]},
+        STATUS_READ,
+    ],
+    "edit": [
+        {
+            "apiGroups": ["jobtrigger.dev"],
+            "resources": ["jobtriggers"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+        },
+        STATUS_READ,
+    ],
+    "admin": [
+        {
+            "apiGroups": ["jobtrigger.dev"],
+            "resources": ["jobtriggers"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"],
+        },
+        STATUS_READ,
+    ],
+}
+USER_ROLE_NAMES = {f"{FULLNAME}-{role}" for role in USER_ROLES}
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+HASH_KEY_SECRET = f"{FULLNAME}-hash-key"
 DEFAULT_LEASE_RULES = [
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
     {
@@ -171,9 +203,20 @@ def controller_args(docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch)
     return seen[0]
 
 
+def is_user_role(d: dict[str, Any]) -> bool:
+    return d["kind"] == "ClusterRole" and d["metadata"]["name"] in USER_ROLE_NAMES
+
+
+def controller_cluster_role(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    found = [d for d in objects(docs, "ClusterRole") if not is_user_role(d)]
+    assert len(found) == 1, f"expected one controller ClusterRole, got {len(found)}"
+    return found[0]
+
+
 def rules_of(docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """The rules granted to the controller (the ClusterRoles for people are checked on their own)."""
     for d in docs:
-        if d["kind"] in RBAC_KINDS:
+        if d["kind"] in RBAC_KINDS and not is_user_role(d):
             for rule in d["rules"]:
                 yield d, rule
 
@@ -277,6 +320,8 @@ def test_every_value_has_a_comment() -> None:
         (["--set", "metrics.port=80"], "/metrics/port"),
         (["--set", "logLevel=verbose"], "/logLevel"),
         (["--set", "watchNamespaces={Team_A}"], "/watchNamespaces/0"),
+        (["--set", "hashKey.rotation=no spaces"], "/hashKey/rotation"),
+        (["--set", "userRoles.aggregate=yes"], "/userRoles/aggregate"),
         (["--set", "rbac.watch[0].verbs={create}"], "additional properties 'verbs' not allowed"),
         (["--set", "pdb.enabled=true"], "pdb.enabled needs replicaCount >= 2"),
         (["--set", "replicaCount=2", "--set", "leaderElection.enabled=false"], "needs leaderElection.enabled=true"),
@@ -299,7 +344,7 @@ def test_bad_values_are_rejected(helm: Path, args: list[str], error: str) -> Non
 
 def test_default_rbac_is_exactly_the_documented_rules(rendered: dict[str, list[dict[str, Any]]]) -> None:
     docs = rendered["default"]
-    role = one(docs, "ClusterRole")
+    role = controller_cluster_role(docs)
     assert role["metadata"]["name"] == FULLNAME
     assert role["rules"] == DEFAULT_CLUSTER_RULES
     lease_role = one(docs, "Role")
@@ -345,7 +390,7 @@ def test_no_wildcard_verbs_and_no_secret_writes_unless_output(
 def test_output_rules_only_when_enabled(rendered: dict[str, list[dict[str, Any]]]) -> None:
     """spec.output: list/create/update/delete output objects, read pods and logs, mark the Job (patch)."""
     on, off = rendered["output"], rendered["default"]
-    assert one(on, "ClusterRole")["rules"][: len(DEFAULT_CLUSTER_RULES)] == DEFAULT_CLUSTER_RULES
+    assert controller_cluster_role(on)["rules"][: len(DEFAULT_CLUSTER_RULES)] == DEFAULT_CLUSTER_RULES
     for resource in ("secrets", "configmaps"):
         assert verbs_on(on, "", resource) == {"get", "list", "watch", "create", "update", "delete"}
     assert verbs_on(on, "", "pods/log") == {"get"}
@@ -354,7 +399,7 @@ def test_output_rules_only_when_enabled(rendered: dict[str, list[dict[str, Any]]
 
 
 def test_watch_all_reads_everything_and_writes_nothing_more(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    rules = one(rendered["watch-all"], "ClusterRole")["rules"]
+    rules = controller_cluster_role(rendered["watch-all"])["rules"]
     assert {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]} in rules
     assert rules[:5] == DEFAULT_CLUSTER_RULES[:5]
     assert len(rules) == 6
@@ -379,7 +424,8 @@ def test_namespaced_mode_renders_roles_per_namespace_and_no_cluster_role(
     rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     docs = rendered["namespaced"]
-    assert not objects(docs, "ClusterRole") and not objects(docs, "ClusterRoleBinding")
+    assert {r["metadata"]["name"] for r in objects(docs, "ClusterRole")} == USER_ROLE_NAMES  # for people only
+    assert not objects(docs, "ClusterRoleBinding")
     for ns in ("team-a", "team-b"):
         [role] = [r for r in objects(docs, "Role") if r["metadata"]["namespace"] == ns]
         [binding] = [b for b in objects(docs, "RoleBinding") if b["metadata"]["namespace"] == ns]
@@ -394,7 +440,7 @@ def test_single_namespace_passes_namespace(
     rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     docs = rendered["single-namespace"]
-    assert not objects(docs, "ClusterRole")
+    assert all(is_user_role(r) for r in objects(docs, "ClusterRole"))
     args = controller_args(docs, monkeypatch)
     assert (args.namespace, args.allow_cross_namespace, args.max_active_jobs) == ("team-a", True, 7)
 
@@ -488,6 +534,115 @@ def test_metrics_service_service_monitor_and_pdb(rendered: dict[str, list[dict[s
     assert not objects(rendered["default"], "ServiceMonitor") and not objects(
         rendered["default"], "PodDisruptionBudget"
     )
+
+
+# --------------------------------------------------------------------------------------------- roles for people
+
+
+def user_roles(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """role ("view", "edit", "admin") -> the rendered ClusterRole."""
+    return {d["metadata"]["name"].removeprefix(f"{FULLNAME}-"): d for d in docs if is_user_role(d)}
+
+
+def test_user_roles_are_exactly_view_edit_admin_and_aggregated(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    roles = user_roles(rendered["default"])
+    assert set(roles) == set(USER_ROLES)
+    for name, role in roles.items():
+        assert role["rules"] == USER_ROLES[name], name
+        labels = role["metadata"]["labels"]
+        assert {k: v for k, v in labels.items() if k.startswith(AGGREGATE)} == {AGGREGATE + name: "true"}
+        assert labels["app.kubernetes.io/instance"] == RELEASE  # uninstalled with the release
+        # only JobTriggers; the status subresource is read, never written (only the controller writes it)
+        for rule in role["rules"]:
+            assert rule["apiGroups"] == ["jobtrigger.dev"] and "resourceNames" not in rule
+            if rule["resources"] == ["jobtriggers/status"]:
+                assert rule["verbs"] == ["get"]
+    verbs = {name: set(rules[0]["verbs"]) for name, rules in USER_ROLES.items()}
+    assert verbs["view"] < verbs["edit"] < verbs["admin"]
+    assert verbs["edit"] - verbs["view"] == {"create", "update", "patch", "delete"}  # `jobtrigger run` is a patch
+    # they are not bound to anyone by the chart (aggregation or your own RoleBindings do that)
+    for b in objects(rendered["default"], "ClusterRoleBinding") + objects(rendered["default"], "RoleBinding"):
+        assert b["roleRef"]["name"] not in USER_ROLE_NAMES
+
+
+def test_user_roles_without_aggregation_or_switched_off(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    roles = user_roles(rendered["no-aggregation"])
+    assert set(roles) == set(USER_ROLES)
+    for name, role in roles.items():
+        assert role["rules"] == USER_ROLES[name]
+        assert not [k for k in role["metadata"]["labels"] if k.startswith(AGGREGATE)], name
+    assert user_roles(rendered["no-user-roles-no-hash-key"]) == {}
+    # namespaced mode renders them too (ClusterRoles for RoleBindings / aggregation; no controller ClusterRole)
+    assert set(user_roles(rendered["namespaced"])) == set(USER_ROLES)
+
+
+def test_user_role_names_follow_the_release_fullname(helm: Path) -> None:
+    r = run_helm(helm, "template", "jobtrigger", str(CHART), "--namespace", NAMESPACE)
+    assert r.returncode == 0, r.stderr
+    names = {d["metadata"]["name"] for d in yaml.safe_load_all(r.stdout) if d and d["kind"] == "ClusterRole"}
+    assert names == {"jobtrigger", "jobtrigger-view", "jobtrigger-edit", "jobtrigger-admin"}
+
+
+# --------------------------------------------------------------------------------------------- hash key Secret
+
+
+def hash_key_env(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container(docs)["env"] if e["name"].startswith("JOBTRIGGER_HASH_KEY")}
+
+
+def test_hash_key_secret_is_random_and_kept(rendered: dict[str, list[dict[str, Any]]], helm: Path) -> None:
+    docs = rendered["default"]
+    secret = one(docs, "Secret")
+    assert secret["metadata"]["name"] == HASH_KEY_SECRET and secret["metadata"]["namespace"] == NAMESPACE
+    assert secret["type"] == "Opaque"
+    # kept on `helm uninstall`: the JobTriggers' hashes outlive the release
+    assert secret["metadata"]["annotations"] == {
+        "helm.sh/resource-policy": "keep",
+        "jobtrigger.dev/hash-key-rotation": "",
+    }
+    assert set(secret["data"]) == {"key"}  # no `previous` before a rotation
+    value = base64.b64decode(secret["data"]["key"])  # what the env var gets: 32 random bytes as base64 text
+    assert len(value) == 44 and value.isascii() and b"\0" not in value
+    assert len(base64.b64decode(value, validate=True)) == 32
+    # random per render without a cluster (`lookup` finds nothing): helm template still works
+    again = template(helm, None)
+    assert again.returncode == 0, again.stderr
+    [other] = [d for d in yaml.safe_load_all(again.stdout) if d and d["kind"] == "Secret"]
+    assert other["data"]["key"] != secret["data"]["key"]
+
+
+def test_hash_key_reaches_the_controller_by_secret_key_ref(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    for scenario, secret in (("default", HASH_KEY_SECRET), ("hash-key-existing", "vault-hash-key")):
+        env = hash_key_env(rendered[scenario])
+        assert env == {
+            "JOBTRIGGER_HASH_KEY": {
+                "name": "JOBTRIGGER_HASH_KEY",
+                "valueFrom": {"secretKeyRef": {"name": secret, "key": "key"}},
+            },
+            "JOBTRIGGER_HASH_KEY_PREVIOUS": {
+                "name": "JOBTRIGGER_HASH_KEY_PREVIOUS",
+                "valueFrom": {"secretKeyRef": {"name": secret, "key": "previous", "optional": True}},
+            },
+        }, scenario
+    # an existing Secret: the chart makes none; switched off: neither Secret nor env
+    assert not objects(rendered["hash-key-existing"], "Secret")
+    assert not objects(rendered["no-user-roles-no-hash-key"], "Secret")
+    assert hash_key_env(rendered["no-user-roles-no-hash-key"]) == {}
+    # env from a Secret is resolved by the kubelet: the controller gets no rule on Secrets for it
+    for scenario in ("default", "hash-key-existing"):
+        assert verbs_on(rendered[scenario], "", "secrets") == {"get", "list", "watch"}  # rbac.watch[0], as before
+    assert verbs_on(rendered["no-user-roles-no-hash-key"], "", "secrets") == {"get", "list", "watch"}
+
+
+def test_hash_key_rotation_value_rolls_the_pods(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    rotated = rendered["hash-key-rotation"]
+    secret = one(rotated, "Secret")
+    # without a cluster there is nothing to rotate: a fresh key, no `previous`; the value is recorded
+    assert set(secret["data"]) == {"key"}
+    assert secret["metadata"]["annotations"]["jobtrigger.dev/hash-key-rotation"] == "2026-05-01"
+    pod_meta = one(rotated, "Deployment")["spec"]["template"]["metadata"]
+    assert pod_meta["annotations"] == {"jobtrigger.dev/hash-key-rotation": "2026-05-01"}  # a new value: new pods
+    assert "annotations" not in one(rendered["default"], "Deployment")["spec"]["template"]["metadata"]
 
 
 # --------------------------------------------------------------------------------------------- CRD

@@ -115,3 +115,8 @@ Role per watched namespace. Every rule says why; docs/rbac.md has the full story
   verbs: [patch]
 {{- end }}
 {{- end -}}
+
+{{/* The Secret holding the hash key: hashKey.existingSecret, else <fullname>-hash-key (if the chart creates it). */}}
+{{- define "jobtrigger.hashKeySecret" -}}
+{{- default (printf "%s-hash-key" (include "jobtrigger.fullname" .)) .Values.hashKey.existingSecret -}}
+{{- end -}}

@@ -138,6 +138,11 @@ async def _status(k: KubeClient, path: str) -> int:
     return 200
 
 
+def _for_people(role: dict[str, Any]) -> bool:
+    """One of the chart's ClusterRoles for people (aggregated into the built-in view/edit/admin by default)."""
+    return any(k.startswith("rbac.authorization.k8s.io/aggregate-to-") for k in role["metadata"].get("labels") or {})
+
+
 def _arg(args: list[str], flag: str) -> str | None:
     for a in args:
         if a.startswith(flag + "="):
@@ -188,7 +193,11 @@ async def test_chart_rbac_is_enough_for_the_controller(
         selector = f"app.kubernetes.io/instance={release}"
         rbac = "/apis/rbac.authorization.k8s.io/v1"
         # --- the RBAC objects the server holds: Roles only in namespaced mode
-        cluster_roles = (await kube.get(f"{rbac}/clusterroles", labelSelector=selector))["items"]
+        all_cluster_roles = (await kube.get(f"{rbac}/clusterroles", labelSelector=selector))["items"]
+        # the ClusterRoles for people (userRoles: <fullname>-view/-edit/-admin, tests/integration/test_user_roles.py)
+        people = {r["metadata"]["name"].rsplit("-", 1)[-1] for r in all_cluster_roles if _for_people(r)}
+        assert people == {"view", "edit", "admin"}
+        cluster_roles = [r for r in all_cluster_roles if not _for_people(r)]
         cluster_bindings = (await kube.get(f"{rbac}/clusterrolebindings", labelSelector=selector))["items"]
         roles = (await kube.get(f"{rbac}/namespaces/{ns}/roles", labelSelector=selector))["items"]
         if namespaced:
@@ -239,6 +248,16 @@ async def test_chart_rbac_is_enough_for_the_controller(
         cmd_args = [f"--http-addr=127.0.0.1:{port}" if a.startswith("--http-addr") else a for a in args]
         proc_env = {k: v for k, v in env.items() if not k.startswith(("JOBTRIGGER_", "HELM_"))}
         proc_env["POD_NAMESPACE"] = ns  # the Deployment's fieldRef
+        # the hash key, as the kubelet resolves the Deployment's secretKeyRef env (the Secret's value, decoded once)
+        for e in c["env"]:
+            ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+            if ref is not None:
+                data = (await kube.get(f"/api/v1/namespaces/{ns}/secrets/{ref['name']}")).get("data") or {}
+                if ref["key"] in data:
+                    proc_env[e["name"]] = base64.b64decode(data[ref["key"]]).decode()
+                else:
+                    assert ref.get("optional"), ref
+        assert set(proc_env) >= {"JOBTRIGGER_HASH_KEY"}
         with log_path.open("wb") as log_file:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,

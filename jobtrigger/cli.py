@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import socket
 import sys
 import uuid
 
 from jobtrigger import logs
+from jobtrigger.triggers.fields import HashKey
+
+
+def _hash_key(variable: str) -> HashKey | None:
+    """The key of the persisted field hashes, from the environment (the chart maps its Secret there)."""
+    value = os.environ.get(variable, "")
+    if not value:
+        return None
+    try:
+        return HashKey(value.encode())
+    except ValueError as e:
+        raise SystemExit(f"{variable}: {e}") from e
 
 
 def _controller(args: argparse.Namespace) -> int:
@@ -24,7 +37,14 @@ def _controller(args: argparse.Namespace) -> int:
         workers=args.workers,
         allow_cross_namespace=args.allow_cross_namespace,
         max_active_jobs=args.max_active_jobs,
+        hash_key=_hash_key("JOBTRIGGER_HASH_KEY"),
+        previous_hash_key=_hash_key("JOBTRIGGER_HASH_KEY_PREVIOUS"),
     )
+    if settings.hash_key is None:
+        logging.getLogger("jobtrigger").warning(
+            "JOBTRIGGER_HASH_KEY is not set: field hashes in status are unkeyed, so whoever may read a JobTrigger "
+            "can test guesses of the values it watches (the Helm chart sets it from a Secret; docs/security.md)"
+        )
     lease = None
     if args.leader_elect:
         lease = LeaseConfig(

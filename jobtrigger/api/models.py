@@ -483,6 +483,11 @@ class JobTriggerStatus(Model):
         alias="podUIDs",
         description="Pod trigger with Deleted: pods known at the watermark (deletions while down).",
     )
+    hash_key_id: str | None = Field(
+        default=None,
+        alias="hashKeyID",
+        description="Id of the key the field hashes in resourceHashes/configHashes are keyed with (absent: unkeyed).",
+    )
     pod_handled: list[str] | None = Field(
         default=None,
         description="Pod trigger: occurrences already run or skipped that a restart could still see (never rerun).",

@@ -63,11 +63,16 @@ class EventRecorder:
         try:
             if key in self._seen:
                 name, count = self._seen[key]
-                await self.kube.merge_patch(
-                    f"/api/v1/namespaces/{ns}/events/{name}", {"count": count + 1, "lastTimestamp": ts}
-                )
-                self._seen[key] = (name, count + 1)
-                return
+                try:
+                    await self.kube.merge_patch(
+                        f"/api/v1/namespaces/{ns}/events/{name}", {"count": count + 1, "lastTimestamp": ts}
+                    )
+                    self._seen[key] = (name, count + 1)
+                    return
+                except ApiError as e:
+                    if e.status != 404:
+                        raise
+                    del self._seen[key]  # the Event expired (TTL): record a new one
             name = f"{meta.get('name', 'unknown')}.{int(time.time() * 1e9):x}"
             body = {
                 "apiVersion": "v1",
@@ -96,7 +101,6 @@ class EventRecorder:
                 self._seen.clear()
             self._seen[key] = (name, 1)
         except ApiError as e:
-            if e.status == 404:
-                self._seen.pop(key, None)
-            if not is_namespace_terminating(e):  # the object and its Events are about to go anyway
+            # a create answering 404 or NamespaceTerminating: the namespace, and the object with it, is going
+            if not (is_namespace_terminating(e) or e.status == 404):
                 log.warning("could not record event", extra={"reason": reason, "error": str(e)})

@@ -36,7 +36,7 @@ from jobtrigger.api.validation import SpecError
 from jobtrigger.jobs.builder import (
     LABEL_OWNER,
 )
-from jobtrigger.kube.client import JSON, ApiError, KubeClient, is_namespace_terminating
+from jobtrigger.kube.client import JSON, ApiError, KubeClient, is_namespace_terminating, is_not_found
 from jobtrigger.kube.discovery import Discovery
 from jobtrigger.kube.events import EventRecorder
 from jobtrigger.kube.watching import ObjectKey, Watcher, WatcherGroup
@@ -46,6 +46,7 @@ from jobtrigger.reactor.queue import QueueShutDown, WorkQueue
 from jobtrigger.reactor.sync.core import Sync
 from jobtrigger.reactor.watches import ResourceWatches, TriggerKey
 from jobtrigger.timefmt import rfc3339_ms
+from jobtrigger.triggers.fields import HashKey
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,11 @@ class Settings:
     watch_timeout: int = 300  # the server ends each watch after this; we resume from the last resourceVersion
     inactivity_timeout: float | None = None  # a silent watch is re-opened after this (default watch_timeout + 60)
     identity: str = field(default_factory=socket.gethostname)
+    #: key of the field hashes persisted in status (None: unkeyed, as before 0.2), and the one before a rotation
+    #: one FIFO per namespace in the work queue, served in turn (off: a single FIFO, for comparison only)
+    fair_namespaces: bool = True
+    hash_key: HashKey | None = None
+    previous_hash_key: HashKey | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # injected in tests
 
     def namespaces(self) -> tuple[str, ...]:
@@ -99,13 +105,18 @@ class Controller:
         self.settings = settings or Settings()
         self.discovery = Discovery(kube)
         self.events = EventRecorder(kube, host=self.settings.identity)
-        self.queue: WorkQueue[TriggerKey] = WorkQueue(on_depth_change=metrics.QUEUE_DEPTH.set)
+        # one FIFO per namespace, served in turn: a namespace flooding the queue cannot starve the others
+        self.queue: WorkQueue[TriggerKey] = WorkQueue(
+            on_depth_change=metrics.QUEUE_DEPTH.set,
+            partition=(lambda k: k[0]) if self.settings.fair_namespaces else None,
+        )
         self.resource_watches = ResourceWatches(
             kube,
             self._enqueue,
             watch_timeout=self.settings.watch_timeout,
             inactivity_timeout=self.settings.inactivity_timeout,
             on_restart=lambda name, why: metrics.WATCH_RESTARTS.labels(why).inc(),
+            hash_key=self.settings.hash_key,
         )
         self.pod_watches = PodWatches(
             kube,
@@ -279,8 +290,8 @@ class Controller:
                     extra={"jobtrigger": "/".join(key), "error": str(e), "retry_in": round(delay, 3)},
                 )
                 failures = self.queue.num_requeues(key)
-                if is_namespace_terminating(e):
-                    pass  # the JobTrigger goes with its namespace: nothing to report, the retries end with it
+                if is_namespace_terminating(e) or is_not_found(e):
+                    pass  # the JobTrigger goes with its namespace (the watch's DELETED ends the retries): no report
                 elif failures == (SYNC_ERROR_AFTER_API if isinstance(e, ApiError) else SYNC_ERROR_AFTER):
                     await self._report_sync_error(key, e, failures)
             finally:

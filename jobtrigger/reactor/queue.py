@@ -28,6 +28,11 @@ Design, and why:
   after ``base_delay * 2**failures`` seconds (capped at ``max_delay``);
   :meth:`WorkQueue.forget` resets the count once the key reconciles successfully.
 
+* **Fair between partitions.** With a ``partition`` function (the controller uses the namespace), waiting keys
+  are kept in one FIFO per partition and handed out round robin: a namespace that floods the queue with thousands
+  of keys delays another namespace's key by at most one key per busy namespace, not by the whole flood. Within a
+  partition the order is FIFO as before; without one the queue is a single FIFO (client-go's behaviour).
+
 * **Shutdown.** :meth:`WorkQueue.shutdown` makes every pending and future :meth:`WorkQueue.get`
   raise :class:`QueueShutDown`, drops waiting and delayed keys, and ignores further adds. Unlike
   client-go, keys still waiting are *not* handed out after shutdown (a stopping controller should
@@ -55,6 +60,44 @@ K = TypeVar("K", bound=Hashable)
 # 2**64 * 5 ms is astronomically larger than any sensible max_delay; cap the exponent so the
 # float computation can never overflow however often a key fails.
 _MAX_BACKOFF_EXPONENT = 64
+
+
+class _FairFifo(Generic[K]):
+    """FIFOs per partition, served in turn; the deque operations the queue uses (append, popleft, len, clear)."""
+
+    def __init__(self, partition: Callable[[K], Hashable] | None) -> None:
+        self._partition = partition
+        self._fifos: dict[Hashable, deque[K]] = {}
+        self._turns: deque[Hashable] = deque()  # partitions with waiting keys, next one first
+        self._len = 0
+
+    def append(self, key: K) -> None:
+        p = self._partition(key) if self._partition is not None else None
+        fifo = self._fifos.get(p)
+        if fifo is None:
+            fifo = self._fifos[p] = deque()
+            self._turns.append(p)
+        fifo.append(key)
+        self._len += 1
+
+    def popleft(self) -> K:
+        p = self._turns.popleft()  # IndexError when empty, like deque
+        fifo = self._fifos[p]
+        key = fifo.popleft()
+        self._len -= 1
+        if fifo:
+            self._turns.append(p)  # its next key waits for the other partitions' turn
+        else:
+            del self._fifos[p]
+        return key
+
+    def clear(self) -> None:
+        self._fifos.clear()
+        self._turns.clear()
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
 
 
 class QueueShutDown(Exception):
@@ -88,6 +131,7 @@ class WorkQueue(Generic[K]):
         max_delay: float = 60.0,
         on_depth_change: Callable[[int], None] | None = None,
         clock: Callable[[], float] | None = None,
+        partition: Callable[[K], Hashable] | None = None,
     ) -> None:
         if base_delay <= 0:
             raise ValueError("base_delay must be > 0")
@@ -101,7 +145,7 @@ class WorkQueue(Generic[K]):
 
         # queue.go: FIFO of keys waiting to be handed out, the set of keys that need processing
         # (waiting ones plus processing ones re-added meanwhile) and the keys being processed.
-        self._queue: deque[K] = deque()
+        self._queue: _FairFifo[K] = _FairFifo(partition)
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
         # Futures of get() callers blocked on an empty queue, oldest first.

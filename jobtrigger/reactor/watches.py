@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from jobtrigger.api.models import LabelSelector
 from jobtrigger.kube.client import GVR, JSON, KubeClient
 from jobtrigger.kube.watching import ObjectKey, Watcher
-from jobtrigger.triggers.fields import hash_paths
+from jobtrigger.triggers.fields import HashKey, hash_paths
 from jobtrigger.triggers.selectors import matches, to_query
 
 log = logging.getLogger(__name__)
@@ -113,9 +113,11 @@ class ResourceWatches:
         watch_timeout: int = 300,
         inactivity_timeout: float | None = None,
         on_restart: Callable[[str, str], None] | None = None,
+        hash_key: HashKey | None = None,
     ):
         self.kube = kube
         self.enqueue = enqueue
+        self.hash_key = hash_key  # the cached (and so the persisted) field hashes are keyed with it
         self.watch_timeout = watch_timeout
         self.inactivity_timeout = inactivity_timeout
         self.on_restart = on_restart
@@ -163,7 +165,7 @@ class ResourceWatches:
         def summarize(obj: JSON) -> Summary | None:
             meta = obj.get("metadata") or {}
             try:
-                hashes = hash_paths(obj, paths)
+                hashes = hash_paths(obj, paths, self.hash_key)
             except Exception:  # a JMESPath runtime error on odd data must not stop the watch
                 log.exception("hashing failed", extra={"object": meta.get("name")})
                 return None

@@ -3,6 +3,11 @@
 A watched object is reduced to one short hash per configured JMESPath expression; only these hashes are cached and
 persisted (``status.resourceHashes``), never the object itself (a Secret's data never stays in memory).
 
+The persisted hashes are *keyed* (HMAC-SHA256 with a secret only the controller reads, :class:`HashKey`): whoever
+may read a JobTrigger but not the Secret it watches cannot test guesses of a low-entropy value against its status.
+Without a key (``key=None``) the hash is the plain SHA-256 prefix of earlier releases, kept for migrating a status
+written by them (see :mod:`jobtrigger.reactor.sync.on_resources`).
+
 ``*`` (the default) means the whole object without the noise that changes on its own: ``metadata`` except labels
 and annotations (resourceVersion, managedFields, generation, timestamps, uid...), ``status``, and the
 ``kubectl.kubernetes.io/last-applied-configuration`` annotation. JMESPath paths address the object as the API
@@ -13,8 +18,10 @@ dashes or dots needs quotes: ``data."app.conf"``.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -56,18 +63,37 @@ def significant(obj: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def hash_value(value: Any) -> str:
-    """Stable short hash of a JSON value (key order does not matter; absent and null hash alike)."""
+@dataclass(frozen=True)
+class HashKey:
+    """The secret the persisted field hashes are keyed with, and its public id (recorded in status next to the
+    hashes, so a controller knows which key, if any, a baseline was written with)."""
+
+    secret: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.secret) < 16:
+            raise ValueError("a hash key needs at least 16 bytes")
+
+    @property
+    def id(self) -> str:
+        return hmac.new(self.secret, b"jobtrigger.dev/hash-key-id", hashlib.sha256).hexdigest()[:12]
+
+
+def hash_value(value: Any, key: HashKey | None = None) -> str:
+    """Stable short hash of a JSON value (key order does not matter; absent and null hash alike); keyed (HMAC)
+    when ``key`` is given."""
     data = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(data).hexdigest()[:16]
+    if key is None:
+        return hashlib.sha256(data).hexdigest()[:16]
+    return hmac.new(key.secret, data, hashlib.sha256).hexdigest()[:16]
 
 
-def hash_paths(obj: Mapping[str, Any], paths: Iterable[str]) -> dict[str, str]:
-    """One hash per path for ``obj``."""
+def hash_paths(obj: Mapping[str, Any], paths: Iterable[str], key: HashKey | None = None) -> dict[str, str]:
+    """One hash per path for ``obj`` (keyed with ``key``)."""
     out: dict[str, str] = {}
     for path in paths:
         if path == WHOLE_OBJECT:
-            out[path] = hash_value(significant(obj))
+            out[path] = hash_value(significant(obj), key)
         else:
             try:
                 value = compile_path(path).search(obj)
@@ -75,5 +101,5 @@ def hash_paths(obj: Mapping[str, Any], paths: Iterable[str]) -> dict[str, str]:
                 # e.g. a function applied to the wrong type on this object: hash the error, so the object is
                 # neither dropped (which would look like a deletion) nor crashing the watch
                 value = {"jmespathError": type(e).__name__}  # not str(e): it quotes the value
-            out[path] = hash_value(value)
+            out[path] = hash_value(value, key)
     return out

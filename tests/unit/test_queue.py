@@ -510,3 +510,40 @@ class QueueModel(RuleBasedStateMachine):
 
 QueueModel.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
 test_queue_model = QueueModel.TestCase
+
+
+# ---------------------------------------------------------------------- fairness between partitions
+
+
+async def test_partitions_are_served_in_turn_so_a_flood_does_not_starve_a_quiet_one() -> None:
+    """With a partition (the controller's: the namespace), a key of a quiet partition waits behind at most one key
+    of each busy partition, not behind the whole flood; within a partition the order stays FIFO."""
+    q: WorkQueue[tuple[str, str]] = WorkQueue(partition=lambda k: k[0])
+    for i in range(1000):
+        q.add(("noisy", f"t{i}"))
+    q.add(("quiet", "t"))
+    first = [await q.get() for _ in range(3)]
+    assert first == [("noisy", "t0"), ("quiet", "t"), ("noisy", "t1")]
+    rest = [await q.get() for _ in range(len(q))]
+    assert rest == [("noisy", f"t{i}") for i in range(2, 1000)]
+
+
+async def test_without_a_partition_the_queue_is_one_fifo() -> None:
+    q: WorkQueue[tuple[str, str]] = WorkQueue()
+    for i in range(5):
+        q.add(("noisy", f"t{i}"))
+    q.add(("quiet", "t"))
+    assert [await q.get() for _ in range(6)][-1] == ("quiet", "t")
+
+
+async def test_a_requeued_key_goes_to_the_back_of_its_partition() -> None:
+    q: WorkQueue[tuple[str, str]] = WorkQueue(partition=lambda k: k[0])
+    q.add(("a", "1"))
+    q.add(("a", "2"))
+    q.add(("b", "1"))
+    k = await q.get()
+    assert k == ("a", "1")
+    q.add(k)  # changed while processing: dirty, re-queued by done()
+    q.done(k)
+    assert [await q.get() for _ in range(3)] == [("b", "1"), ("a", "2"), ("a", "1")]
+    assert len(q) == 0 and q.depth() == 0

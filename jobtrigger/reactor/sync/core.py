@@ -15,7 +15,17 @@ from jobtrigger.api.validation import SpecError, parse_jobtrigger
 from jobtrigger.jobs.builder import Mounted
 from jobtrigger.kube.client import JSON
 from jobtrigger.reactor.podwatches import PodScope
-from jobtrigger.reactor.sync import conditions, gate, history, on_manual, on_pods, on_resources, on_schedule, validate
+from jobtrigger.reactor.sync import (
+    conditions,
+    gate,
+    history,
+    on_manual,
+    on_pods,
+    on_resources,
+    on_schedule,
+    rekey,
+    validate,
+)
 from jobtrigger.reactor.watches import Interest, TriggerKey
 from jobtrigger.triggers.selectors import to_query
 
@@ -90,6 +100,8 @@ class Sync:
         else:
             self.status["nextScheduleTime"] = None
         await history.run_jobs(self, jt)
+        # the baselines above are under the current hash key now (translated by rekey if they were not)
+        self.status["hashKeyID"] = rekey.key_id(self.ctl.settings.hash_key)
         ready = conditions.ready_message(self, jt, interests)
         conditions.condition(self, "True", "Suspended" if jt.spec.suspend else "Watching", ready)
         self.status["observedGeneration"] = self.generation

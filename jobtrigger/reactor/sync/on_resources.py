@@ -15,7 +15,7 @@ from jobtrigger.api.models import JobTrigger, ResourceHash
 from jobtrigger.api.validation import parse_duration
 from jobtrigger.jobs.builder import Occurrence
 from jobtrigger.kube.client import JSON
-from jobtrigger.reactor.sync import gate
+from jobtrigger.reactor.sync import gate, rekey
 from jobtrigger.reactor.watches import Interest
 from jobtrigger.timefmt import parse as parse_time
 from jobtrigger.timefmt import rfc3339_ms
@@ -88,6 +88,21 @@ async def watched(
     if s.status.get(st.spec_hash) == spec_hash and s.status.get(st.hashes) is not None:
         persisted = s.status.get(st.hashes) or []
         s.ctl.pending_baselines.pop(pending_key, None)
+        if persisted and rekey.needed(s):
+            # written with another hash key (or none): translate it once; written back with this sync's status
+            translated = await rekey.translate(s, interests, persisted)
+            if translated is None:
+                await s.ctl.events.emit(
+                    s.obj,
+                    "Warning",
+                    "HashKeyUnknown",
+                    f"status.{st.hashes} was written with hash key {s.old_status.get('hashKeyID')}, which this "
+                    "controller does not have: a new baseline is taken without a run (changes since the last run "
+                    "are not run)",
+                )
+                persisted = None  # as after a watch-list edit: a new baseline, no run
+            else:
+                persisted = s.status[st.hashes] = translated
     elif (pending := s.ctl.pending_baselines.get(pending_key)) is not None and pending[0] == spec_hash:
         persisted = pending[1]
     if persisted is not None:

@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from jobtrigger import metrics
+from jobtrigger import metrics, tracing
 from jobtrigger.kube.client import KubeClient
 from jobtrigger.kube.leader import LeaderElector, LeaseConfig
 from jobtrigger.reactor.controller import Controller, Settings
@@ -69,6 +69,7 @@ async def run_controller(
     """Run until SIGTERM/SIGINT (or ``stop`` is set). With ``lease``, only while holding the leader Lease.
 
     Returns the exit code: 0 after a clean stop, 1 if leadership was lost (the process should restart)."""
+    tracing.setup_from_env()  # only if the OTEL_* environment asks for traces
     kube = await KubeClient.from_config(kubeconfig)
     kube.on_request = count_request
     controller = Controller(kube, settings)
@@ -123,4 +124,5 @@ async def run_controller(
         if runner is not None:
             await runner.cleanup()
         await kube.close()
+        tracing.shutdown()  # flushes the spans still buffered
         log.info("stopped")

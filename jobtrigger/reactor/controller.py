@@ -347,7 +347,15 @@ class Controller:
         # the first watch event since the last sync (if any): what jobtrigger_event_to_job_seconds measures from;
         # taken now, so a sync that creates no Job does not leave a stale start for a later one
         s.arrival = self._event_arrival.pop(key, None)
-        await s.run()
+        error: BaseException | None = None
+        try:
+            await s.run()
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            for trace in s.traces:
+                trace.end(error)
 
     # ------------------------------------------------------------------ helpers used by Sync
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from jobtrigger.api.models import GROUP, PLURAL, VERSION, JobTrigger
@@ -66,6 +67,7 @@ async def write_status(s: Sync) -> None:
     patch.update(desired)
     body = {"metadata": {"resourceVersion": s.meta.get("resourceVersion")}, "status": patch}
     path = f"/apis/{GROUP}/{VERSION}/namespaces/{s.ns}/{PLURAL}/{s.name}/status"
+    t0 = time.monotonic()
     try:
         written = await s.ctl.kube.merge_patch(path, body)
     except ApiError as e:
@@ -73,6 +75,8 @@ async def write_status(s: Sync) -> None:
             return  # deleted meanwhile: the watch's DELETED ends it; retrying would fail forever
         raise
     s.ctl.remember_written(s.key, written)
+    for trace in s.traces:  # the occurrence is recorded (baseline, token, slot...): its trace can end
+        trace.child("status.write", t0, time.monotonic())
 
 
 def summary(jt: JobTrigger) -> str:

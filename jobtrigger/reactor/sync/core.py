@@ -9,8 +9,10 @@ controller's sync: small helpers around one pass, every decision from the cache,
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
+from jobtrigger import tracing
 from jobtrigger.api.validation import SpecError, parse_jobtrigger
 from jobtrigger.jobs.builder import Mounted
 from jobtrigger.kube.client import JSON
@@ -51,6 +53,8 @@ class Sync:
         self.mounts: tuple[Mounted, ...] = ()
         self.config_interests: list[list[Interest]] = []  # rerunOnConfigChange: [object, its output family]
         self.arrival: float | None = None  # monotonic time of the watch event that led to this sync
+        self.started = time.monotonic()
+        self.traces: list[tracing.OccurrenceTrace] = []  # open traces of the occurrences run (tracing on)
 
     async def run(self) -> None:
         jt, errors = parse_jobtrigger(self.obj)

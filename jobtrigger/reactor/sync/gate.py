@@ -11,7 +11,7 @@ import time
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from jobtrigger import metrics
+from jobtrigger import metrics, tracing
 from jobtrigger.api.models import JobTrigger
 from jobtrigger.jobs import output
 from jobtrigger.jobs.builder import Mounted, Occurrence, build_job, config_references
@@ -127,6 +127,9 @@ def job_name(s: Sync, occurrence: Occurrence) -> str:
 
 
 async def create_job(s: Sync, jt: JobTrigger, occurrence: Occurrence) -> None:
+    trace = _trace(s, occurrence)
+    if trace is not None:  # the Job's own work can join the trace (annotation and env TRACEPARENT)
+        occurrence = dataclasses.replace(occurrence, env=(*occurrence.env, ("TRACEPARENT", trace.traceparent)))
     job = build_job(
         trigger_name=s.name,
         namespace=s.ns,
@@ -139,6 +142,7 @@ async def create_job(s: Sync, jt: JobTrigger, occurrence: Occurrence) -> None:
     name = job["metadata"]["name"]
     created = True
     uid = ""
+    span = trace.child("job.create", time.monotonic(), **{"k8s.job.name": name}) if trace is not None else None
     try:
         made = await s.ctl.kube.create(f"{JOBS_PATH}/namespaces/{s.ns}/jobs", job)
         uid = str((made.get("metadata") or {}).get("uid") or "")
@@ -148,16 +152,22 @@ async def create_job(s: Sync, jt: JobTrigger, occurrence: Occurrence) -> None:
             await s.ctl.events.emit(s.obj, "Warning", "JobCreateFailed", f"Job {name}: {e.message}")
             raise
         created = False  # this occurrence already has its Job (a retry after a crash or lost status write)
+    finally:
+        if span is not None:
+            span.set_attribute("jobtrigger.job.created", created)
+            span.end()
+    if trace is not None:
+        trace.root.set_attribute("k8s.job.name", name)
     s.ctl.note_created(s.key, name, uid)
     arrival, s.arrival = s.arrival, None
     if created:
         metrics.JOBS_CREATED.labels(occurrence.trigger, "created").inc()
         if arrival is not None:
             metrics.EVENT_TO_JOB.labels(occurrence.trigger).observe(time.monotonic() - arrival)
-        log.info(
-            "job created",
-            extra={"jobtrigger": f"{s.ns}/{s.name}", "job": name, "reason": occurrence.reason},
-        )
+        extra = {"jobtrigger": f"{s.ns}/{s.name}", "job": name, "reason": occurrence.reason}
+        if trace is not None:
+            extra["trace_id"] = trace.trace_id
+        log.info("job created", extra=extra)
         await s.ctl.events.emit(s.obj, "Normal", "JobCreated", f"Created Job {name}: {occurrence.reason}")
     else:
         metrics.JOBS_CREATED.labels(occurrence.trigger, "exists").inc()
@@ -165,6 +175,32 @@ async def create_job(s: Sync, jt: JobTrigger, occurrence: Occurrence) -> None:
     s.status["lastTriggerReason"] = occurrence.reason
     s.status["lastJobName"] = name
     s.status["lastJobStatus"] = "Active"
+
+
+def _trace(s: Sync, occurrence: Occurrence) -> tracing.OccurrenceTrace | None:
+    """Open the occurrence's trace (None while tracing is off): from the watch event, or the sync's start."""
+    if not tracing.enabled():
+        return None
+    start = s.arrival if s.arrival is not None else s.started
+    attributes = {
+        "k8s.namespace.name": s.ns,
+        "jobtrigger.name": s.name,
+        "jobtrigger.trigger": occurrence.trigger,
+        "jobtrigger.occurrence": occurrence.key,
+        "jobtrigger.reason": occurrence.reason,
+    }
+    if occurrence.objects:
+        attributes["jobtrigger.objects"] = ", ".join(
+            f"{o.get('kind')}/{o.get('namespace') or ''}/{o.get('name')}" for o in occurrence.objects
+        )
+    trace = tracing.start_occurrence(start, attributes)
+    if trace is None:
+        return None
+    if s.arrival is not None:
+        trace.child("queue.wait", s.arrival, s.started)
+    trace.child("sync", s.started, time.monotonic())
+    s.traces.append(trace)
+    return trace
 
 
 def mounts(jt: JobTrigger) -> tuple[Mounted, ...]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 import time
 
 import aiohttp
 
 from jobtrigger.kube.client import KubeClient
 from tests.integration.conftest import (
+    controller_argv,
     create_cm,
     create_jt,
     free_port,
@@ -28,20 +28,7 @@ LEASE = ["--lease-duration", "4", "--renew-deadline", "3", "--retry-period", "0.
 
 async def _controller(kubeconfig: str, ns: str, port: int) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "jobtrigger.cli",
-        "controller",
-        "--kubeconfig",
-        kubeconfig,
-        "--namespace",
-        ns,
-        "--http-addr",
-        f"127.0.0.1:{port}",
-        "--leader-elect",
-        "--leader-election-namespace",
-        ns,
-        *LEASE,
+        *controller_argv(kubeconfig, ns, port, "--leader-elect", "--leader-election-namespace", ns, *LEASE),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

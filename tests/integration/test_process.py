@@ -11,7 +11,16 @@ import time
 import aiohttp
 
 from jobtrigger.kube.client import KubeClient
-from tests.integration.conftest import create_cm, create_jt, free_port, patch_cm, wait_for, wait_jobs, wait_ready
+from tests.integration.conftest import (
+    controller_argv,
+    create_cm,
+    create_jt,
+    free_port,
+    patch_cm,
+    wait_for,
+    wait_jobs,
+    wait_ready,
+)
 
 
 async def test_controller_process_serves_metrics_and_stops_on_sigterm(
@@ -19,16 +28,7 @@ async def test_controller_process_serves_metrics_and_stops_on_sigterm(
 ) -> None:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "jobtrigger.cli",
-        "controller",
-        "--kubeconfig",
-        kubeconfig,
-        "--namespace",
-        namespace,
-        "--http-addr",
-        f"127.0.0.1:{port}",
+        *controller_argv(kubeconfig, namespace, port),
         "--log-format",
         "json",
         stdout=subprocess.DEVNULL,

@@ -8,7 +8,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +17,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from jobtrigger.kube.client import KubeClient
-from tests.integration.conftest import create_cm, create_jt, free_port, patch_cm, wait_for, wait_jobs, wait_ready
+from tests.integration.conftest import (
+    controller_argv,
+    create_cm,
+    create_jt,
+    free_port,
+    patch_cm,
+    wait_for,
+    wait_jobs,
+    wait_ready,
+)
 
 
 class OtlpReceiver:
@@ -82,16 +90,7 @@ async def test_one_trace_per_occurrence_reaches_an_otlp_receiver_and_the_job(
         "OTEL_BSP_SCHEDULE_DELAY": "200",
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "jobtrigger.cli",
-        "controller",
-        "--kubeconfig",
-        kubeconfig,
-        "--namespace",
-        namespace,
-        "--http-addr",
-        f"127.0.0.1:{free_port()}",
+        *controller_argv(kubeconfig, namespace, free_port()),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import re
 import subprocess
 import sys
@@ -32,7 +33,7 @@ RELEASE, NAMESPACE = "jt", "jobtrigger-system"
 FULLNAME = "jt-jobtrigger"
 #: Oldest and newest schema sets bundled with kubernetes-validate.
 K8S_VERSIONS = ("1.25.0", "1.37.0")
-CRD_KINDS = {"ServiceMonitor"}  # not in the Kubernetes schemas: checked by hand below
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}  # not in the Kubernetes schemas: checked by hand below
 RBAC_KINDS = {"ClusterRole", "Role"}
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "*"}
 
@@ -64,6 +65,12 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "priorityClassName": "system-cluster-critical",
         "image": {"digest": "sha256:" + "a" * 64},
         "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x"}},
+    },
+    "monitoring": {
+        "metrics": {
+            "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+            "grafanaDashboard": {"enabled": True, "namespace": "monitoring", "annotations": {"grafana_folder": "K8s"}},
+        }
     },
     "no-leader-election": {"leaderElection": {"enabled": False}},
     "fast-failover": {
@@ -657,3 +664,30 @@ def test_chart_crd_is_the_generated_crd() -> None:
         "charts/jobtrigger/crds/ is stale: run `make crd`"
     )
     assert [p.name for p in (CHART / "crds").iterdir()] == ["jobtrigger.dev_jobtriggers.yaml"]
+
+
+# --------------------------------------------------------------------------------------------- alerts, dashboard
+
+
+def test_prometheus_rule_and_dashboard_render_the_chart_files(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """Behind values, off by default; the PrometheusRule is files/alerts.yaml, the ConfigMap the dashboard JSON."""
+    for name, docs in rendered.items():
+        if name != "monitoring":
+            assert not objects(docs, "PrometheusRule"), name
+            assert not [d for d in objects(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")], name
+    docs = rendered["monitoring"]
+    rule = one(docs, "PrometheusRule")  # a CRD kind: its shape by hand
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1" and set(rule) == {"apiVersion", "kind", "metadata", "spec"}
+    assert rule["metadata"]["name"] == FULLNAME and rule["metadata"]["namespace"] == NAMESPACE
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert rule["spec"] == yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert len(alerts) >= 6 and all(set(r) == {"alert", "expr", "for", "labels", "annotations"} for r in alerts)
+
+    [cm] = [d for d in objects(docs, "ConfigMap") if d["metadata"]["name"] == f"{FULLNAME}-dashboard"]
+    assert cm["metadata"]["namespace"] == "monitoring"
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"  # the Grafana sidecar's default label
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "K8s"}
+    assert list(cm["data"]) == ["jobtrigger.json"]
+    assert cm["data"]["jobtrigger.json"] + "\n" == (CHART / "dashboards" / "jobtrigger.json").read_text()
+    assert json.loads(cm["data"]["jobtrigger.json"])["uid"] == "jobtrigger-controller"

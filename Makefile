@@ -11,7 +11,7 @@ VENV    ?= .venv
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed
 
-# The supported range. jobtrigger/envtest.py runs $JOBTRIGGER_K8S_VERSION (default: the newest).
+# The supported range. jobtrigger/envtest/ runs $JOBTRIGGER_K8S_VERSION (default: the newest).
 K8S_NEWEST = 1.37.2
 K8S_OLDEST = 1.20.2
 ON_NEWEST  = JOBTRIGGER_K8S_VERSION=$(K8S_NEWEST)

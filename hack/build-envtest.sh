@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # build-envtest.sh — the OLDEST supported control plane (Kubernetes 1.20.2) for the test suite:
 # kube-apiserver, kube-controller-manager, kube-scheduler, etcd and kwok. The newest one is hack/build-k8s.sh;
-# jobtrigger/envtest.py calls the script of the version $JOBTRIGGER_K8S_VERSION selects.
+# jobtrigger/envtest/ calls the script of the version $JOBTRIGGER_K8S_VERSION selects.
 #
 # Kubernetes ships no prebuilt binaries through the registries this project may use, so we build v1.20.2
 # offline from Debian bookworm's `kubernetes` source package (the orig tarball includes vendor/) with Debian's Go

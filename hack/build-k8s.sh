@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # build-k8s.sh — build the NEWEST supported Kubernetes control plane (kube-apiserver, kube-controller-manager,
 # kube-scheduler, and kubectl for the docs' checks), etcd and KWOK from Go modules, offline but for the Go module
-# proxy. The oldest supported version (1.20) is hack/build-envtest.sh; jobtrigger/envtest.py calls the script of
+# proxy. The oldest supported version (1.20) is hack/build-envtest.sh; jobtrigger/envtest/ calls the script of
 # the version $JOBTRIGGER_K8S_VERSION selects.
 #
 # k8s.io/kubernetes cannot be `go install`ed: its go.mod requires every staging module (k8s.io/api, ...) at

@@ -13,6 +13,7 @@ import time
 
 from jobtrigger.kube.client import ApiError, KubeClient
 from tests.integration.conftest import Runner, create_cm, create_jt, get_jt, wait_for, wait_ready
+from tests.integration.events import wait_event
 from tests.integration.test_output import run_and_finish, template
 
 
@@ -37,8 +38,7 @@ async def test_a_foreign_object_of_the_output_name_is_never_overwritten(
 
     message = await wait_for(error, "status.lastOutputError")
     assert "result" in message and "409" in message, message
-    events = await kube.get(f"/api/v1/namespaces/{ns}/events", fieldSelector="involvedObject.name=t")
-    assert any(e["reason"] == "OutputFailed" for e in events["items"])
+    await wait_event(kube, ns, "t", "OutputFailed")  # written in the background: wait, never assert at once
     after = await kube.get(f"/api/v1/namespaces/{ns}/configmaps/result")
     assert after["data"] == {"theirs": "keep me"}
     assert after["metadata"]["resourceVersion"] == foreign["metadata"]["resourceVersion"]

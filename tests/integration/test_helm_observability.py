@@ -5,7 +5,6 @@ ConfigMap are created with exactly the chart's rules file and dashboard JSON, an
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import yaml
 
 from jobtrigger.kube.client import ApiError, KubeClient
 from tests.integration.conftest import wait_for
-from tests.integration.test_helm_install import CHART, _run, helm  # noqa: F401  (helm is a fixture)
+from tests.integration.test_helm_install import CHART, _run, helm, helm_env  # noqa: F401  (helm is a fixture)
 
 PROMETHEUS_RULE_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -60,13 +59,7 @@ async def test_helm_install_renders_the_alert_rules_and_the_dashboard(
 ) -> None:
     await _prometheus_rule_crd(kube)
     release = f"jt-{secrets.token_hex(3)}"
-    env = {
-        **os.environ,
-        "HELM_CACHE_HOME": str(tmp_path / "helm-cache"),
-        "HELM_CONFIG_HOME": str(tmp_path / "helm-config"),
-        "HELM_DATA_HOME": str(tmp_path / "helm-data"),
-    }
-    env.pop("KUBECONFIG", None)
+    env = helm_env(tmp_path)
     target = ["--kubeconfig", kubeconfig, "--namespace", namespace]
     values = [
         "--set",

@@ -26,7 +26,7 @@ from jobtrigger.envtest import ControlPlane
 from jobtrigger.jobs.builder import ANNOTATION_RUN_REQUESTED
 from jobtrigger.kube.client import ApiError, KubeClient
 from tests.integration.conftest import Runner, jt_path, wait_for, wait_jobs, wait_ready
-from tests.integration.test_helm_install import _run, _sa_kubeconfig, _sa_token
+from tests.integration.test_helm_install import _run, _sa_kubeconfig, _sa_token, helm_env
 from tests.integration.test_helm_install import helm as helm  # the fixture (fetches helm if missing)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,17 +48,6 @@ class User:
     name: str
     client: KubeClient
     kubeconfig: Path
-
-
-def helm_env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "HELM_CACHE_HOME": str(tmp_path / "helm-cache"),
-        "HELM_CONFIG_HOME": str(tmp_path / "helm-config"),
-        "HELM_DATA_HOME": str(tmp_path / "helm-data"),
-    }
-    env.pop("KUBECONFIG", None)
-    return env
 
 
 async def helm_cmd(helm: Path, kubeconfig: str, ns: str, tmp_path: Path, *args: str) -> str:

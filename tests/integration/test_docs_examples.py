@@ -185,7 +185,11 @@ FRAGMENTS: dict[str, list[Fragment]] = {
         Fragment("    keepVersions: 3", into=""),
     ],
     "docs/metrics.md": [
-        Fragment("kind: PrometheusRule", skip="needs the prometheus-operator CRD; not a JobTrigger"),
+        Fragment(
+            "# The alert rules of jobtrigger (docs/metrics.md#alert-rules)",
+            skip="a Prometheus rules file: test_alerts.py checks it equals charts/jobtrigger/files/alerts.yaml "
+            "and runs promtool on it; tests/integration/test_prometheus.py loads it into a real Prometheus",
+        ),
     ],
     "docs/operations.md": [
         Fragment("# values-ha.yaml", skip="Helm values (tests/integration/test_helm_install.py installs the chart)"),

@@ -436,7 +436,8 @@ async def test_errand_strategy_now_runs_and_resets(kube: KubeClient, namespace: 
     async def reset() -> dict[str, Any] | None:
         jt = await get_jt(kube, namespace, "errand")
         ok = jt["spec"]["triggers"]["manual"]["strategy"] == "manual"
-        return jt if ok and jt["status"].get("observedGeneration") == jt["metadata"]["generation"] else None
+        status = jt.get("status") or {}  # the reset can land before the first status write
+        return jt if ok and status.get("observedGeneration") == jt["metadata"]["generation"] else None
 
     await wait_for(reset, "strategy reset to manual")
     assert await no_more_jobs(kube, namespace, "errand", 1, 1.0)

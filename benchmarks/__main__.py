@@ -45,6 +45,7 @@ def full_args(soak: float) -> dict[str, list[str]]:
         "kwok_pods": [],
         "compare": [],
         "reliability": ["--kills", "10", "--changes", "200", "--soak", f"{soak:g}"],
+        "tracing_cost": [],  # prints; its figures are in docs/benchmarks.md "Tracing cost" (CPU time, load-proof)
     }
 
 

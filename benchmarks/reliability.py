@@ -866,8 +866,8 @@ async def run_soak(
         for job, seen in list(tracker.active.items()):
             if now - seen > 1.0:
                 tracker.active.pop(job, None)
-                await finish_job(kube, ns, job)
-                res.completed += 1
+                if await finish_job(kube, ns, job):
+                    res.completed += 1
         await asyncio.sleep(max(0.0, min(next_change, next_pod, next_sample) - time.monotonic()))
 
     # every change and pod must still have exactly one Job
@@ -905,16 +905,32 @@ async def run_soak(
     return res
 
 
-async def finish_job(kube: KubeClient, ns: str, job: str) -> None:
+async def finish_job(kube: KubeClient, ns: str, job: str) -> bool:
+    """Mark a pod-less Job succeeded, as the Job controller would. Kubernetes 1.31+ validates Job status: `Complete`
+    needs `SuccessCriteriaMet` before it and a `startTime` (kept as the Job controller set it, or set once here).
+    Returns False if the Job is gone (pruned meanwhile); any other refusal is an error, not ignored."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    path = f"{jobs_path(ns)}/{job}"
+    try:
+        current = await kube.get(path)
+    except ApiError as e:
+        if e.status == 404:
+            return False
+        raise
+    cond = {"status": "True", "lastProbeTime": now, "lastTransitionTime": now}
     status = {
-        "startTime": now,
+        "startTime": (current.get("status") or {}).get("startTime") or now,
         "completionTime": now,
         "succeeded": 1,
-        "conditions": [{"type": "Complete", "status": "True", "lastProbeTime": now, "lastTransitionTime": now}],
+        "conditions": [{"type": "SuccessCriteriaMet", **cond}, {"type": "Complete", **cond}],
     }
-    with contextlib.suppress(ApiError):  # pruned meanwhile
-        await kube.merge_patch(f"{jobs_path(ns)}/{job}/status", {"status": status})
+    try:
+        await kube.merge_patch(f"{path}/status", {"status": status})
+    except ApiError as e:
+        if e.status == 404:
+            return False
+        raise
+    return True
 
 
 # --------------------------------------------------------------------------------------------- report / CLI

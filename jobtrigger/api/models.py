@@ -15,7 +15,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
-from pydantic.config import JsonDict
+
+from jobtrigger.api.cel import (
+    CEL,
+    DEFAULT_KEEP_VERSIONS,
+    MAX_DURATION_GO,
+    MAX_EXPRESSIONS,
+    MAX_WATCH,
+    cel,
+)
 
 GROUP = "jobtrigger.dev"
 VERSION = "v1alpha1"
@@ -33,27 +41,6 @@ API_VERSION_PATTERN = (
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?v[0-9]+((alpha|beta)[0-9]+)?$"
 )
 KIND_PATTERN = r"^[A-Z][A-Za-z0-9]*$"
-#: Longest cooldown the controller accepts (366 days, as ``validation.MAX_DURATION``), as a Go duration for CEL.
-MAX_DURATION_GO = "8784h"
-#: Default of ``spec.output.keepVersions`` (the CRD default; a CEL rule allows only this value without ``versioned``).
-DEFAULT_KEEP_VERSIONS = 5
-#: Upper bounds on lists that CEL rules run on: the API server estimates a rule's cost from the largest possible
-#: number of evaluations, and rejects the CRD when nested unbounded lists make that number astronomical.
-MAX_WATCH = 256
-MAX_EXPRESSIONS = 64
-CEL = "x-kubernetes-validations"
-
-
-def cel(rule: str, message: str, field_path: str | None = None, reason: str | None = None) -> JsonDict:
-    """One ``x-kubernetes-validations`` rule (CEL), checked by API servers that know CEL (1.25+; ``fieldPath`` and
-    ``reason`` 1.28+); older servers drop the keyword. Every rule repeats a check of
-    :mod:`jobtrigger.api.validation` (or, marked as such in docs/api.md, one that is only useful at admission)."""
-    out: JsonDict = {"rule": rule, "message": message}
-    if field_path:
-        out["fieldPath"] = field_path
-    if reason:
-        out["reason"] = reason
-    return out
 
 
 class Model(BaseModel):

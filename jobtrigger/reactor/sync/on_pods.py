@@ -81,8 +81,13 @@ def persist_handled(s: Sync, pw: PodWatches, when: frozenset[str], include_exist
 
     Kept in memory too until then (a failed status write loses nothing); trimmed to the current pods'
     replayable keys, so the list is bounded by the pods, not by time."""
-    keep = pw.handled.get(s.key, set()) & pods.replayable(
-        pw.current(s.key), when=when, since=s.status.get("podWatermark"), include_existing=include_existing
+    handled = pw.handled.get(s.key, set())
+    # only the pods a handled key names can replay it (keys are pods/<uid>/...): a sync costs O(handled), not
+    # O(watched pods)
+    uids = {key.split("/", 2)[1] for key in handled}
+    named = {k: p for k, p in pw.current(s.key).items() if p.uid in uids}
+    keep = handled & pods.replayable(
+        named, when=when, since=s.status.get("podWatermark"), include_existing=include_existing
     )
     pw.handled[s.key] = keep
     s.status["podHandled"] = sorted(keep)[:MAX_POD_UIDS] or None

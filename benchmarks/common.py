@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,3 +24,21 @@ def write_section(heading: str, text: str, path: Path = BENCHMARKS_MD) -> None:
     current = path.read_text() if path.exists() else "# Benchmarks\n"
     current = re.sub(rf"\n## {re.escape(heading)}.*?(?=\n## |\Z)", "", current, flags=re.S)
     path.write_text(current.rstrip() + "\n\n" + text + "\n")
+
+
+def controller_argv(kubeconfig: str, namespace: str, port: int, *extra: str) -> list[str]:
+    """The command line of a real ``jobtrigger controller`` process for ``namespace``, serving on ``port``
+    (benchmarks and integration tests start it the same way)."""
+    return [
+        sys.executable,
+        "-m",
+        "jobtrigger.cli",
+        "controller",
+        "--kubeconfig",
+        kubeconfig,
+        "--namespace",
+        namespace,
+        "--http-addr",
+        f"127.0.0.1:{port}",
+        *extra,
+    ]

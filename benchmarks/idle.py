@@ -17,14 +17,13 @@ import asyncio
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from benchmarks.common import free_port, write_section
+from benchmarks.common import controller_argv, free_port, write_section
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.demo import install_crd
 from jobtrigger.envtest import ControlPlane
@@ -91,20 +90,7 @@ async def measure(n: int, kind: str, window: float, kubeconfig: str, kube: KubeC
     port = free_port()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jobtrigger.cli",
-            "controller",
-            "--kubeconfig",
-            kubeconfig,
-            "--namespace",
-            NS,
-            "--http-addr",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-        ],
+        controller_argv(kubeconfig, NS, port, "--log-level", "warning"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -52,7 +52,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import free_port, write_section
+from benchmarks.common import controller_argv, free_port, write_section
 from benchmarks.latency import metric, scrape_controller
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.demo import install_crd
@@ -319,22 +319,7 @@ async def run(args: argparse.Namespace) -> Result:
         log(f"control plane {cp.version} up; controller log in {log_path}")
         with open(log_path, "wb") as out:
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "jobtrigger.cli",
-                    "controller",
-                    "--kubeconfig",
-                    kubeconfig,
-                    "--namespace",
-                    NS,
-                    "--http-addr",
-                    f"127.0.0.1:{port}",
-                    "--workers",
-                    str(args.workers),
-                    "--log-level",
-                    "warning",
-                ],
+                controller_argv(kubeconfig, NS, port, "--workers", str(args.workers), "--log-level", "warning"),
                 stdout=out,
                 stderr=out,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -33,7 +33,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import free_port, write_section
+from benchmarks.common import controller_argv, free_port, write_section
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.demo import install_crd
 from jobtrigger.envtest import ControlPlane
@@ -349,22 +349,7 @@ async def main_async(args: argparse.Namespace) -> tuple[list[tuple[str, Run]], d
         port = free_port()
         log = open(ROOT / "benchmarks" / ".controller.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jobtrigger.cli",
-                "controller",
-                "--kubeconfig",
-                kubeconfig,
-                "--namespace",
-                NS,
-                "--http-addr",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(args.workers),
-                "--log-level",
-                "warning",
-            ],
+            controller_argv(kubeconfig, NS, port, "--workers", str(args.workers), "--log-level", "warning"),
             stdout=log,
             stderr=log,
             env=env,

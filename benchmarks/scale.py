@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import subprocess
-import sys
 import time
 from typing import Any
 
-from benchmarks.common import free_port, write_section
+from benchmarks.common import controller_argv, free_port, write_section
 from benchmarks.idle import api_requests, cpu_seconds, rss_mib
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.demo import install_crd
@@ -32,22 +31,7 @@ class Controller:
     def __init__(self, kubeconfig: str, ns: str, workers: int = 4):
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jobtrigger.cli",
-                "controller",
-                "--kubeconfig",
-                kubeconfig,
-                "--namespace",
-                ns,
-                "--http-addr",
-                f"127.0.0.1:{self.port}",
-                "--log-level",
-                "warning",
-                "--workers",
-                str(workers),
-            ],
+            controller_argv(kubeconfig, ns, self.port, "--log-level", "warning", "--workers", str(workers)),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

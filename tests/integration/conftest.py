@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -292,23 +291,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def controller_argv(kubeconfig: str, namespace: str, port: int, *extra: str) -> list[str]:
-    """The command line of a real ``jobtrigger controller`` process for ``namespace``, serving on ``port``."""
-    return [
-        sys.executable,
-        "-m",
-        "jobtrigger.cli",
-        "controller",
-        "--kubeconfig",
-        kubeconfig,
-        "--namespace",
-        namespace,
-        "--http-addr",
-        f"127.0.0.1:{port}",
-        *extra,
-    ]
 
 
 #: what a namespaced controller needs to handle ConfigMap-watching JobTriggers (the chart's rules, minus the rest)

@@ -9,9 +9,9 @@ import time
 
 import aiohttp
 
+from benchmarks.common import controller_argv
 from jobtrigger.kube.client import KubeClient
 from tests.integration.conftest import (
-    controller_argv,
     create_cm,
     create_jt,
     free_port,

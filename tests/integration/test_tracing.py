@@ -16,9 +16,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from benchmarks.common import controller_argv
 from jobtrigger.kube.client import KubeClient
 from tests.integration.conftest import (
-    controller_argv,
     create_cm,
     create_jt,
     free_port,

@@ -60,6 +60,7 @@ class Breakdown:
     syncs: float = 0  # number of syncs in the step
     post_server: float = NAN  # POST jobs, API server side (apiserver_request_duration_seconds)
     requests: float = NAN  # jobtrigger_api_requests_total in the step
+    cpu_per_job: float = NAN  # controller process CPU (user + system) in the step / Jobs, ms
 
 
 @dataclass
@@ -206,6 +207,15 @@ async def floor_reactor(kube: KubeClient, stop: asyncio.Event, log: list[FloorEv
             "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "b"}]}}},
         }
         asyncio.get_running_loop().create_task(create(job, rec))
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def rss_kib(pid: int) -> int:
@@ -385,7 +395,9 @@ async def main_async(args: argparse.Namespace) -> tuple[list[tuple[str, Run]], d
         for rate in rates:
             r = Run(rate)
             c0, api0 = await scrape_controller(http, port), await scrape_apiserver(kube)
+            cpu0 = cpu_seconds(proc.pid)
             await drive(kube, jw, r, min(args.changes, int(rate * args.seconds)) or 1, settle=30)
+            cpu1 = cpu_seconds(proc.pid)
             c1, api1 = await scrape_controller(http, port), await scrape_apiserver(kube)
             p = r.parts
             p.event_to_job, n = mean_ms(c0, c1, "jobtrigger_event_to_job_seconds")
@@ -396,6 +408,7 @@ async def main_async(args: argparse.Namespace) -> tuple[list[tuple[str, Run]], d
             p.post_server = post_jobs_ms(api0, api1)
             jobs = len(r.latencies_ms) + r.duplicates
             if jobs:
+                p.cpu_per_job = 1000 * (cpu1 - cpu0) / jobs
                 p.requests = (
                     metric(c1, "jobtrigger_api_requests_total") - metric(c0, "jobtrigger_api_requests_total")
                 ) / jobs
@@ -406,7 +419,8 @@ async def main_async(args: argparse.Namespace) -> tuple[list[tuple[str, Run]], d
             results.append(("jobtrigger", r))
             print(
                 f"jobtrigger {rate:g}/s: p50 {r.pct(50):.1f} ms, p99 {r.pct(99):.1f} ms, mean {r.mean():.1f} ms, "
-                f"event→Job mean {p.event_to_job:.1f} ms",
+                f"event→Job mean {p.event_to_job:.1f} ms, CPU/Job {p.cpu_per_job:.2f} ms, "
+                f"requests/Job {p.requests:.2f}",
                 file=sys.stderr,
             )
         info["rss_kib"] = rss_kib(proc.pid)
@@ -454,6 +468,7 @@ def breakdown_table(results: list[tuple[str, Run]]) -> list[str]:
         *(["Job POST in the API server"] if show_post else []),
         "PATCH round trip (overlaps watch delivery)",
         "API requests per Job",
+        "controller CPU per Job ms",
     ]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, r in runs:
@@ -474,7 +489,8 @@ def breakdown_table(results: list[tuple[str, Run]]) -> list[str]:
         post = [f1(p.post_server)] if show_post else []
         req = "1" if name == "floor" else ("n/a" if math.isnan(p.requests) else f"{p.requests:.1f}")
         patch = f1(sum(r.patch_ms) / len(r.patch_ms) if r.patch_ms else NAN)
-        lines.append("| " + " | ".join([f"{r.rate:g}/s", name, f1(r.mean()), *cells, *post, patch, req]) + " |")
+        cpu = "—" if name == "floor" else f1(p.cpu_per_job)
+        lines.append("| " + " | ".join([f"{r.rate:g}/s", name, f1(r.mean()), *cells, *post, patch, req, cpu]) + " |")
     return lines
 
 
@@ -549,6 +565,8 @@ def report(results: list[tuple[str, Run]], info: dict[str, Any], args: argparse.
             "so it overlaps watch delivery rather than adding to it.",
             "- API requests per Job: the controller's `jobtrigger_api_requests_total` over the step (Job create, "
             "status write, Event, ...).",
+            "- Controller CPU per Job: user + system CPU time of the controller process over the step "
+            "(`/proc/<pid>/stat`, so it includes the watch decoding of the step's events) divided by its Jobs.",
             "",
             f"Controller RSS after the run: {info.get('rss_kib', 0) / 1024:.1f} MiB.",
             "",

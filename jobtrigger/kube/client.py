@@ -16,7 +16,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 from kubernetes_asyncio import client, config
@@ -115,6 +116,7 @@ class KubeClient:
         #: cut to it and none is sent at or past it, so a paused or partitioned leader cannot write after another
         #: replica may have taken over. None: no limit.
         self.deadline: Callable[[], float] | None = None
+        _pin_environment(api_client)
 
     @classmethod
     async def from_config(cls, kubeconfig: str | None = None, *, max_connections: int = 1000) -> KubeClient:
@@ -259,6 +261,24 @@ class KubeClient:
                         yield json.loads(line)
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
                 raise ApiError(0, f"watch stream broke: {type(e).__name__}: {e}", verb="WATCH", path=path) from e
+
+
+def _pin_environment(api_client: client.ApiClient) -> None:
+    """Read the proxy environment once instead of on every request.
+
+    kubernetes-asyncio opens its aiohttp session with ``trust_env=True``, so aiohttp reads ``*_PROXY``, ``NO_PROXY``
+    and ``~/.netrc`` (a file read handed to a thread) for *every* request: 15 % of the controller's CPU at
+    100 changes/s in the profile of docs/benchmarks.md. The answer cannot change while the process runs, so it is
+    taken here, once, and the session stops looking. A proxy from the kubeconfig (``proxy-url``) wins, as before.
+    """
+    rest = getattr(api_client, "rest_client", None)
+    session = getattr(rest, "pool_manager", None)
+    if rest is None or not isinstance(session, aiohttp.ClientSession) or not session.trust_env:
+        return
+    url = urlsplit(api_client.configuration.host)
+    if not rest.proxy and url.hostname and not proxy_bypass(url.hostname):
+        rest.proxy = getproxies().get(url.scheme) or None
+    session._trust_env = False  # no public setter; tests/unit/test_client.py checks the attribute still works
 
 
 def _decode(raw: bytes) -> JSON:

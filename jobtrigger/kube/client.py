@@ -275,7 +275,7 @@ def _pin_environment(api_client: client.ApiClient) -> None:
     session = getattr(rest, "pool_manager", None)
     if rest is None or not isinstance(session, aiohttp.ClientSession) or not session.trust_env:
         return
-    url = urlsplit(api_client.configuration.host)
+    url = urlsplit(str(api_client.configuration.host))
     if not rest.proxy and url.hostname and not proxy_bypass(url.hostname):
         rest.proxy = getproxies().get(url.scheme) or None
     session._trust_env = False  # no public setter; tests/unit/test_client.py checks the attribute still works

@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
@@ -151,17 +151,24 @@ class KubeClient:
             "User-Agent": self.user_agent,
             **self.extra_headers,
         }
+        rest = self.api_client.rest_client
+        url = str(self.api_client.configuration.host) + path
+        if query:
+            url += "?" + urlencode([(k, v) for k, v in query.items() if v is not None])
+        # straight to the ApiClient's session: its auth (token refresh included), TLS and proxy, without the
+        # generated client's per-request deep walk of the body (sanitize_for_serialization) and regex checks
+        args: dict[str, Any] = {"headers": headers, "timeout": timeout}
+        if body is not None:
+            args["data"] = json.dumps(body, separators=(",", ":")).encode()
+        if rest.proxy:
+            args["proxy"] = rest.proxy
+        if rest.proxy_headers:
+            args["proxy_headers"] = rest.proxy_headers
+        if rest.server_hostname:
+            args["server_hostname"] = rest.server_hostname
         try:
-            resp: Any = await self.api_client.call_api(
-                path,
-                method,
-                query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
-                header_params=headers,
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=timeout,
-            )
+            await self.api_client.update_params_for_auth(headers, [], ["BearerToken"])
+            resp: Any = await rest.pool_manager.request(method, url, **args)
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             self._count(method, path, 0)
             raise ApiError(0, f"{type(e).__name__}: {e}", verb=method, path=path) from e

@@ -61,6 +61,7 @@ class Breakdown:
     post_server: float = NAN  # POST jobs, API server side (apiserver_request_duration_seconds)
     requests: float = NAN  # jobtrigger_api_requests_total in the step
     cpu_per_job: float = NAN  # controller process CPU (user + system) in the step / Jobs, ms
+    server_cpu_per_job: float = NAN  # kube-apiserver + etcd CPU in the step / Jobs, ms (local control plane only)
 
 
 @dataclass
@@ -218,6 +219,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def server_cpu(cp: ControlPlane | None) -> float:
+    """CPU seconds of the local kube-apiserver and etcd so far (NaN when the server is not ours)."""
+    if cp is None:
+        return NAN
+    pids = [cp.pid(n) for n in ("kube-apiserver", "etcd")]
+    return sum(cpu_seconds(p) for p in pids if p is not None)
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -340,9 +349,11 @@ async def main_async(args: argparse.Namespace) -> tuple[list[tuple[str, Run]], d
         await asyncio.sleep(0.5)
         for rate in rates:
             r = Run(rate)
-            k0, api0 = len(floor_log), await scrape_apiserver(kube)
+            k0, api0, s0 = len(floor_log), await scrape_apiserver(kube), server_cpu(cp)
             await drive(kube, fw, r, min(args.changes, int(rate * args.seconds)) or 1, settle=30)
-            api1 = await scrape_apiserver(kube)
+            s1, api1 = server_cpu(cp), await scrape_apiserver(kube)
+            if r.latencies_ms:
+                r.parts.server_cpu_per_job = 1000 * (s1 - s0) / (len(r.latencies_ms) + r.duplicates)
             floor_parts(r, floor_log[k0:])
             r.parts.post_server = post_jobs_ms(api0, api1)
             r.parts.requests = 1.0  # by construction: one create per change
@@ -395,9 +406,9 @@ async def main_async(args: argparse.Namespace) -> tuple[list[tuple[str, Run]], d
         for rate in rates:
             r = Run(rate)
             c0, api0 = await scrape_controller(http, port), await scrape_apiserver(kube)
-            cpu0 = cpu_seconds(proc.pid)
+            cpu0, s0 = cpu_seconds(proc.pid), server_cpu(cp)
             await drive(kube, jw, r, min(args.changes, int(rate * args.seconds)) or 1, settle=30)
-            cpu1 = cpu_seconds(proc.pid)
+            cpu1, s1 = cpu_seconds(proc.pid), server_cpu(cp)
             c1, api1 = await scrape_controller(http, port), await scrape_apiserver(kube)
             p = r.parts
             p.event_to_job, n = mean_ms(c0, c1, "jobtrigger_event_to_job_seconds")
@@ -409,6 +420,7 @@ async def main_async(args: argparse.Namespace) -> tuple[list[tuple[str, Run]], d
             jobs = len(r.latencies_ms) + r.duplicates
             if jobs:
                 p.cpu_per_job = 1000 * (cpu1 - cpu0) / jobs
+                p.server_cpu_per_job = 1000 * (s1 - s0) / jobs
                 p.requests = (
                     metric(c1, "jobtrigger_api_requests_total") - metric(c0, "jobtrigger_api_requests_total")
                 ) / jobs
@@ -420,7 +432,7 @@ async def main_async(args: argparse.Namespace) -> tuple[list[tuple[str, Run]], d
             print(
                 f"jobtrigger {rate:g}/s: p50 {r.pct(50):.1f} ms, p99 {r.pct(99):.1f} ms, mean {r.mean():.1f} ms, "
                 f"event→Job mean {p.event_to_job:.1f} ms, CPU/Job {p.cpu_per_job:.2f} ms, "
-                f"requests/Job {p.requests:.2f}",
+                f"requests/Job {p.requests:.2f}, API server + etcd CPU/Job {p.server_cpu_per_job:.2f} ms",
                 file=sys.stderr,
             )
         info["rss_kib"] = rss_kib(proc.pid)
@@ -469,6 +481,7 @@ def breakdown_table(results: list[tuple[str, Run]]) -> list[str]:
         "PATCH round trip (overlaps watch delivery)",
         "API requests per Job",
         "controller CPU per Job ms",
+        "API server + etcd CPU per Job ms",
     ]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, r in runs:
@@ -490,7 +503,8 @@ def breakdown_table(results: list[tuple[str, Run]]) -> list[str]:
         req = "1" if name == "floor" else ("n/a" if math.isnan(p.requests) else f"{p.requests:.1f}")
         patch = f1(sum(r.patch_ms) / len(r.patch_ms) if r.patch_ms else NAN)
         cpu = "—" if name == "floor" else f1(p.cpu_per_job)
-        lines.append("| " + " | ".join([f"{r.rate:g}/s", name, f1(r.mean()), *cells, *post, patch, req, cpu]) + " |")
+        row = [f"{r.rate:g}/s", name, f1(r.mean()), *cells, *post, patch, req, cpu, f1(p.server_cpu_per_job)]
+        lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
@@ -566,7 +580,8 @@ def report(results: list[tuple[str, Run]], info: dict[str, Any], args: argparse.
             "- API requests per Job: the controller's `jobtrigger_api_requests_total` over the step (Job create, "
             "status write, Event, ...).",
             "- Controller CPU per Job: user + system CPU time of the controller process over the step "
-            "(`/proc/<pid>/stat`, so it includes the watch decoding of the step's events) divided by its Jobs.",
+            "(`/proc/<pid>/stat`, so it includes the watch decoding of the step's events) divided by its Jobs; the "
+            "same for the local kube-apiserver and etcd together (the floor's includes its ConfigMap PATCHes as well).",
             "",
             f"Controller RSS after the run: {info.get('rss_kib', 0) / 1024:.1f} MiB.",
             "",

@@ -37,6 +37,8 @@ def _controller(args: argparse.Namespace) -> int:
         workers=args.workers,
         allow_cross_namespace=args.allow_cross_namespace,
         max_active_jobs=args.max_active_jobs,
+        event_qps=args.event_qps,
+        event_burst=args.event_burst,
         hash_key=_hash_key("JOBTRIGGER_HASH_KEY"),
         previous_hash_key=_hash_key("JOBTRIGGER_HASH_KEY_PREVIOUS"),
     )
@@ -161,8 +163,22 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument(
         "--workers",
         type=int,
-        default=int(_env("JOBTRIGGER_WORKERS", "4")),
-        help="worker tasks evaluating JobTriggers in parallel [env JOBTRIGGER_WORKERS]",
+        default=int(_env("JOBTRIGGER_WORKERS", "16")),
+        help="worker tasks evaluating JobTriggers in parallel; a sync mostly waits for the API server, so more "
+        "workers than cores keep the queue short [env JOBTRIGGER_WORKERS]",
+    )
+    c.add_argument(
+        "--event-qps",
+        type=float,
+        default=float(_env("JOBTRIGGER_EVENT_QPS", "5")),
+        help="Event writes per second (creates and count updates); over it, Events about the same JobTrigger and "
+        "reason fold into one Event with a count; 0: no limit [env JOBTRIGGER_EVENT_QPS]",
+    )
+    c.add_argument(
+        "--event-burst",
+        type=int,
+        default=int(_env("JOBTRIGGER_EVENT_BURST", "25")),
+        help="Event writes allowed at once before --event-qps applies [env JOBTRIGGER_EVENT_BURST]",
     )
     c.add_argument(
         "--http-addr",

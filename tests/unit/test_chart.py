@@ -491,7 +491,7 @@ def test_deployment_is_hardened(rendered: dict[str, list[dict[str, Any]]], monke
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert pod["terminationGracePeriodSeconds"] > args.shutdown_timeout + 5
-    assert (args.workers, args.max_active_jobs, args.log_format) == (4, 0, "json")
+    assert (args.workers, args.max_active_jobs, args.log_format) == (16, 0, "json")
     assert args.allow_cross_namespace is False  # off unless allowCrossNamespace (docs/security.md)
     assert pod["automountServiceAccountToken"] is True
     # the controller's token is mounted in its own pod only: not in other pods that name its ServiceAccount

@@ -58,8 +58,8 @@ def test_controller_help_shows_defaults_and_environment(monkeypatch: pytest.Monk
         )
     squashed = " ".join(text.split())
     assert (
-        "--workers WORKERS worker tasks evaluating JobTriggers in parallel [env JOBTRIGGER_WORKERS] (default: 4)"
-        in squashed
+        "--workers WORKERS worker tasks evaluating JobTriggers in parallel; a sync mostly waits for the API server, so "
+        "more workers than cores keep the queue short [env JOBTRIGGER_WORKERS] (default: 16)" in squashed
     )
     assert "(default: 0.0.0.0:8080)" in squashed and "(default: json)" in squashed
 

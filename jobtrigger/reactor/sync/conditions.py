@@ -1,5 +1,5 @@
 """The status a sync writes: the Ready condition, its message, the trigger summary, and the write itself
-(one merge patch with a resourceVersion precondition, skipped when nothing changed)."""
+(one merge patch of the changed fields with a resourceVersion precondition, skipped when nothing changed)."""
 
 from __future__ import annotations
 
@@ -63,8 +63,10 @@ async def write_status(s: Sync) -> None:
     desired = {k: v for k, v in s.status.items() if v is not None}
     if desired == {k: v for k, v in s.old_status.items() if v is not None}:
         return
+    # only the fields that changed (each replaced whole, as before): a smaller body for the server to decode,
+    # merge and validate; the resourceVersion precondition still makes it a write of the whole status we saw
     patch: JSON = {k: None for k in s.old_status if k not in desired}
-    patch.update(desired)
+    patch.update({k: v for k, v in desired.items() if s.old_status.get(k) != v})
     body = {"metadata": {"resourceVersion": s.meta.get("resourceVersion")}, "status": patch}
     path = f"/apis/{GROUP}/{VERSION}/namespaces/{s.ns}/{PLURAL}/{s.name}/status"
     t0 = time.monotonic()

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from jobtrigger import tracing
-from jobtrigger.api.validation import SpecError, parse_jobtrigger
+from jobtrigger.api.validation import SpecError
 from jobtrigger.jobs.builder import Mounted
 from jobtrigger.kube.client import JSON
 from jobtrigger.reactor.podwatches import PodScope
@@ -57,7 +57,7 @@ class Sync:
         self.traces: list[tracing.OccurrenceTrace] = []  # open traces of the occurrences run (tracing on)
 
     async def run(self) -> None:
-        jt, errors = parse_jobtrigger(self.obj)
+        jt, errors = self.ctl.parsed(self.key, self.obj)
         if jt is None or errors:
             await validate.invalid(self, "InvalidSpec", errors)
             return

@@ -24,6 +24,7 @@ import math
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -370,7 +371,14 @@ async def main_async(args: argparse.Namespace) -> tuple[list[tuple[str, Run]], d
         port = free_port()
         log = open(ROOT / "benchmarks" / ".controller.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            controller_argv(kubeconfig, NS, port, "--workers", str(args.workers), "--log-level", "warning"),
+            controller_argv(
+                kubeconfig,
+                NS,
+                port,
+                *(["--workers", str(args.workers)] if args.workers else []),
+                "--log-level",
+                "warning",
+            ),
             stdout=log,
             stderr=log,
             env=env,
@@ -540,7 +548,8 @@ def report(results: list[tuple[str, Run]], info: dict[str, Any], args: argparse.
             f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {py}; load average {la0[0]:.2f} at "
             f"start, {la1[0]:.2f} at end{busy}. API server: local kube-apiserver {info.get('apiserver', '?')} + "
             "etcd (envtest, same machine); controller as a separate process, "
-            f"{args.workers} workers, {POOL} JobTriggers each watching its own ConfigMap (one shared watch).",
+            f"{args.workers or 'default (16)'} workers, {POOL} JobTriggers each watching its own ConfigMap "
+            "(one shared watch).",
             "Latency: PATCH sent (the write is included) → Job ADDED seen by a watch in the benchmark process"
             + (", after one unmeasured change to every ConfigMap (warm-up). " if args.warmup else ". ")
             + "Floor: the same path "
@@ -595,7 +604,8 @@ def main() -> int:
     p.add_argument("--rates", default="1,10,100")
     p.add_argument("--changes", type=int, default=POOL, help=f"max changes per rate (<= {POOL})")
     p.add_argument("--seconds", type=float, default=20, help="duration per rate (bounded by --changes)")
-    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--workers", type=int, default=0, help="--workers of the controller (0: its default)")
+    p.add_argument("--runs", type=int, default=5, help="separate runs (a fresh control plane each); spread reported")
     p.add_argument(
         "--no-warmup",
         dest="warmup",
@@ -606,14 +616,56 @@ def main() -> int:
     p.add_argument("--use-kubeconfig", action="store_true", help="use $KUBECONFIG instead of a local control plane")
     args = p.parse_args()
     if args.quick:
-        args.rates, args.changes, args.seconds = "10", 10, 1
-    results, info = asyncio.run(main_async(args))
-    text = report(results, info, args)
+        args.rates, args.changes, args.seconds, args.runs = "10", 10, 1, 1
+    all_runs = []
+    for i in range(args.runs):
+        print(f"run {i + 1} of {args.runs}", file=sys.stderr)
+        all_runs.append(asyncio.run(main_async(args)))
+    results, info = all_runs[-1]
+    text = report(results, info, args) + "\n\n" + spread_report([r for r, _ in all_runs], [i for _, i in all_runs])
     print(text)
-    bad = [r for name, r in results if name == "jobtrigger" and (r.missing or r.duplicates)]
+    bad = [r for res, _ in all_runs for name, r in res if name == "jobtrigger" and (r.missing or r.duplicates)]
     if not args.quick:
         write_section("Event→Job latency", text)
     return 1 if bad else 0
+
+
+def spread_report(runs: list[list[tuple[str, Run]]], infos: list[dict[str, Any]]) -> str:
+    """p99 per run, jobtrigger next to the floor of the same run, and min / median / max over the runs."""
+    rates = sorted({r.rate for res in runs for _, r in res})
+    lines = [
+        f"### p99 over {len(runs)} separate runs (each: a fresh control plane, the floor, then jobtrigger)",
+        "",
+        "| rate | run | floor p99 ms | jobtrigger p99 ms | ratio | at most 3x the floor | controller CPU/Job ms "
+        "| API requests/Job | load avg at start |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    summary = []
+    for rate in rates:
+        ratios, p99s, floors = [], [], []
+        for k, (res, info) in enumerate(zip(runs, infos, strict=True), 1):
+            jt = [r for name, r in res if name == "jobtrigger" and r.rate == rate]
+            fl = [r for name, r in res if name == "floor" and r.rate == rate]
+            if not jt or not fl:
+                continue
+            j, f = jt[-1], fl[-1]
+            ratio = j.pct(99) / f.pct(99) if f.pct(99) else NAN
+            ratios.append(ratio)
+            p99s.append(j.pct(99))
+            floors.append(f.pct(99))
+            ok = "yes" if ratio <= 3 and not j.missing else "**no**"
+            lines.append(
+                f"| {rate:g}/s | {k} | {f.pct(99):.1f} | {j.pct(99):.1f} | {ratio:.1f} | {ok} | "
+                f"{f1(j.parts.cpu_per_job)} | {f1(j.parts.requests)} | {info['loadavg_start'][0]:.2f} |"
+            )
+        if p99s:
+            met = sum(x <= 3 for x in ratios)
+            summary.append(
+                f"- {rate:g}/s: jobtrigger p99 {min(p99s):.1f} / {statistics.median(p99s):.1f} / {max(p99s):.1f} ms "
+                f"(min / median / max), floor {min(floors):.1f} / {statistics.median(floors):.1f} / "
+                f"{max(floors):.1f} ms; within 3x the floor in {met} of {len(p99s)} runs."
+            )
+    return "\n".join([*lines, "", *summary])
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Each benchmark runs as its own process (``python -m benchmarks.<name> [args]``, from the repository root), one after
 the other; the run stops at the first one that exits non-zero, and exits non-zero itself.
 
-- ``latency``, ``idle``, ``scale``, ``kwok_pods`` write their own section of docs/benchmarks.md;
+- ``latency``, ``curve`` (and docs/img/curve.png), ``request_cost``, ``idle``, ``scale``, ``kwok_pods`` write their
+  own section of docs/benchmarks.md;
 - ``compare`` and ``reliability`` print a markdown section: this runner puts it into docs/benchmarks.md under its own
   ``## `` heading (replacing a section with the same heading);
 - ``reliability`` runs its long variant: ``--kills 10 --changes 200`` and a ``--soak 600`` (seconds).
@@ -11,7 +12,7 @@ the other; the run stops at the first one that exits non-zero, and exits non-zer
 After a run that is not ``--quick``, docs/benchmarks.md starts with a short header: the machine (``nproc``,
 memory, CPU model), Python, the kube-apiserver version, and the date and sections of the run.
 
-    .venv/bin/python -m benchmarks                       # everything (35+ min); updates docs/benchmarks.md
+    .venv/bin/python -m benchmarks                       # everything (70+ min); updates docs/benchmarks.md
     .venv/bin/python -m benchmarks --only latency,idle   # a subset, in the order given
     .venv/bin/python -m benchmarks --quick               # each with --quick: a smoke check, writes nothing
 """
@@ -40,6 +41,8 @@ def full_args(soak: float) -> dict[str, list[str]]:
     """Arguments of each benchmark in a full run (the order is the run's order)."""
     return {
         "latency": [],
+        "curve": [],
+        "request_cost": [],
         "idle": [],
         "scale": [],
         "kwok_pods": [],

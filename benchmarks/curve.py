@@ -349,6 +349,31 @@ def plot(runs: list[list[Curve]], args: argparse.Namespace, path: Path) -> None:
     fig.savefig(path)
 
 
+def load(path: Path, args: argparse.Namespace) -> tuple[list[list[Curve]], dict[str, Any]]:
+    """The runs of a ``--json`` file (its rates, systems, pool and burst replace the command line's)."""
+    data = json.loads(path.read_text())
+    runs = [
+        [
+            Curve(
+                c["system"],
+                [Step(**st) for st in c["steps"]],
+                c["burst"] if c["burst"] is not None else NAN,
+                c["error"],
+            )
+            for c in run
+        ]
+        for run in data["runs"]
+    ]
+    saved = data.get("args") or {}
+    for k in ("rate_list", "system_list", "pool", "burst", "seconds"):
+        if k in saved:
+            setattr(args, k, saved[k])
+    if not saved:  # a file from before the args were saved: what the run itself shows
+        args.system_list = [c.system for c in runs[0]]
+        args.rate_list = sorted({st.rate for run in runs for c in run for st in c.steps})
+    return runs, data["info"]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
@@ -359,6 +384,9 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3, help="runs (the report gives min / median / max over them)")
     p.add_argument("--ready-timeout", type=float, default=300.0)
     p.add_argument("--json", type=Path, help="also write the raw results here")
+    p.add_argument(
+        "--from-json", type=Path, help="measure nothing: write the section and the plot from a --json file of a run"
+    )
     p.add_argument("--quick", action="store_true", help="two low rates, few changes; checks it runs; writes nothing")
     args = p.parse_args()
     if args.quick:
@@ -370,13 +398,16 @@ def main() -> int:
     Path(args.logdir).mkdir(exist_ok=True)
     if "kopf" in args.system_list:
         ensure_kopf()
-    runs, info = asyncio.run(main_async(args))
+    if args.from_json:
+        runs, info = load(args.from_json, args)
+    else:
+        runs, info = asyncio.run(main_async(args))
     text = report(runs, info, args)
     print(text)
     if args.json:
         raw = [[{"system": c.system, "burst": c.burst_jobs_per_s, "error": c.error,
                  "steps": [vars(s) for s in c.steps]} for c in run] for run in runs]  # fmt: skip
-        args.json.write_text(json.dumps({"info": info, "runs": raw}, default=str))
+        args.json.write_text(json.dumps({"info": info, "args": vars(args), "runs": raw}, default=str))
     if not args.quick:
         plot(runs, args, PNG)
         write_section("Saturation curve", text)

@@ -21,6 +21,7 @@ from jobtrigger import metrics, tracing
 from jobtrigger.kube.client import KubeClient
 from jobtrigger.kube.leader import LeaderElector, LeaseConfig
 from jobtrigger.reactor.controller import Controller, Settings
+from jobtrigger.shards.membership import Membership, ShardConfig, debug_state
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,9 @@ def count_request(verb: str, resource: str, code: int) -> None:
     metrics.API_REQUESTS.labels(verb, resource, str(code)).inc()
 
 
-async def _http(controller: Controller, elector: LeaderElector | None, host: str, port: int) -> web.AppRunner:
+async def _http(
+    controller: Controller, elector: LeaderElector | None, host: str, port: int, membership: Membership | None = None
+) -> web.AppRunner:
     async def metrics_handler(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -46,7 +49,13 @@ async def _http(controller: Controller, elector: LeaderElector | None, host: str
             return web.Response(status=503, text="watches failing: " + "; ".join(problems))
         return web.Response(text="ok")
 
+    async def shard(_: web.Request) -> web.Response:
+        if membership is None:
+            return web.json_response({"sharding": False}, status=404)
+        return web.json_response(debug_state(membership))
+
     app = web.Application()
+    app.router.add_get("/debug/shard", shard)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -54,6 +63,29 @@ async def _http(controller: Controller, elector: LeaderElector | None, host: str
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
+
+
+def _membership(kube: KubeClient, controller: Controller, cfg: ShardConfig) -> Membership:
+    """Wire the shard membership to the controller: its gate, the keys it knows, enqueueing, draining."""
+
+    def split(key: str) -> tuple[str, str]:
+        ns, _, name = key.partition("/")
+        return ns, name
+
+    def gained(keys: list[str]) -> None:
+        for k in keys:
+            controller.queue.add(split(k))
+
+    m = Membership(
+        kube,
+        cfg,
+        keys=lambda: [f"{k[0]}/{k[1]}" for k in controller.triggers.objects],
+        on_gained=gained,
+        drain=controller.drain,
+    )
+    controller.owns = lambda key: m.allowed(f"{key[0]}/{key[1]}")
+    controller.shard_identity = cfg.identity
+    return m
 
 
 async def run_controller(
@@ -65,6 +97,7 @@ async def run_controller(
     shutdown_timeout: float = 10.0,
     stop: asyncio.Event | None = None,
     lease: LeaseConfig | None = None,
+    shard: ShardConfig | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or ``stop`` is set). With ``lease``, only while holding the leader Lease.
 
@@ -79,7 +112,8 @@ async def run_controller(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     elector = LeaderElector(kube, lease) if lease is not None else None
-    runner = await _http(controller, elector, http_host, http_port) if http_port >= 0 else None
+    membership = _membership(kube, controller, shard) if shard is not None else None
+    runner = await _http(controller, elector, http_host, http_port, membership) if http_port >= 0 else None
     stopper = loop.create_task(stop.wait())
     task: asyncio.Task[None] | None = None
     keeper: asyncio.Task[None] | None = None
@@ -98,13 +132,18 @@ async def run_controller(
             # from now on every request of this process is bounded by the time the Lease is proven
             kube.deadline = elector.remaining
             keeper = loop.create_task(elector.keep())
+        if membership is not None:
+            await membership.join()
+            # every request of this process is bounded by the time its shard Lease is proven
+            kube.deadline = membership.remaining
+            keeper = loop.create_task(membership.run())
         task = loop.create_task(controller.run(), name="controller")
         waiting: set[asyncio.Task[Any]] = {task, stopper} | ({keeper} if keeper else set())
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if task.done():
             task.result()  # surface a crash
         if keeper is not None and keeper.done():
-            log.error("leadership lost: stopping so that only the new leader creates Jobs")
+            log.error("lease lost: stopping so that only the replica that takes over creates Jobs")
             rc = 1
         log.info("shutting down")
         drained = await controller.queue.drain_and_shutdown(shutdown_timeout if rc == 0 else 0)
@@ -121,6 +160,9 @@ async def run_controller(
             kube.deadline = None  # releasing is allowed (and harmless) even when the proof ran out
             await elector.release()
             metrics.LEADER.set(0)
+        if membership is not None:
+            kube.deadline = None  # the workers stopped above: deleting our Lease lets the others take over now
+            await membership.leave()
         if runner is not None:
             await runner.cleanup()
         await kube.close()

@@ -39,6 +39,7 @@ def _controller(args: argparse.Namespace) -> int:
         max_active_jobs=args.max_active_jobs,
         event_qps=args.event_qps,
         event_burst=args.event_burst,
+        selector=args.selector or None,
         hash_key=_hash_key("JOBTRIGGER_HASH_KEY"),
         previous_hash_key=_hash_key("JOBTRIGGER_HASH_KEY_PREVIOUS"),
     )
@@ -46,6 +47,20 @@ def _controller(args: argparse.Namespace) -> int:
         logging.getLogger("jobtrigger").warning(
             "JOBTRIGGER_HASH_KEY is not set: field hashes in status are unkeyed, so whoever may read a JobTrigger "
             "can test guesses of the values it watches (the Helm chart sets it from a Secret; docs/security.md)"
+        )
+    if args.leader_elect and args.shards:
+        raise SystemExit("--leader-elect and --shards exclude each other: shards are active-active already")
+    shard = None
+    if args.shards:
+        from jobtrigger.shards.membership import ShardConfig
+
+        shard = ShardConfig(
+            namespace=args.leader_election_namespace or _own_namespace() or "default",
+            group=args.shard_group,
+            identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+            lease_duration=args.lease_duration,
+            renew_deadline=args.renew_deadline,
+            retry_period=args.retry_period,
         )
     lease = None
     if args.leader_elect:
@@ -65,6 +80,7 @@ def _controller(args: argparse.Namespace) -> int:
             http_port=int(port),
             shutdown_timeout=args.shutdown_timeout,
             lease=lease,
+            shard=shard,
         )
     )
 
@@ -212,20 +228,42 @@ def main(argv: list[str] | None = None) -> int:
         "[env JOBTRIGGER_LEADER_ELECT=true]",
     )
     c.add_argument(
+        "--shards",
+        action="store_true",
+        default=_env("JOBTRIGGER_SHARDS", "") == "true",
+        help="active-active: every replica holds a Lease and works on its share of the JobTriggers (rendezvous "
+        "hashing over the live replicas) [env JOBTRIGGER_SHARDS=true]",
+    )
+    c.add_argument(
+        "--shard-group",
+        default=_env("JOBTRIGGER_SHARD_GROUP", "jobtrigger"),
+        help="replicas with the same group share the JobTriggers (label of their Leases) [env JOBTRIGGER_SHARD_GROUP]",
+    )
+    c.add_argument(
+        "--selector",
+        default=_env("JOBTRIGGER_SELECTOR", ""),
+        help="handle only JobTriggers with these labels (a label selector, e.g. shard=a; static sharding with one "
+        "deployment per selector); empty: all [env JOBTRIGGER_SELECTOR]",
+    )
+    c.add_argument(
         "--leader-election-namespace",
         default=os.environ.get("JOBTRIGGER_LEADER_ELECTION_NAMESPACE"),
-        help="namespace of the Lease; unset: the pod's namespace, else default "
+        help="namespace of the Lease (leader election and --shards); unset: the pod's namespace, else default "
         "[env JOBTRIGGER_LEADER_ELECTION_NAMESPACE]",
     )
     c.add_argument("--leader-election-name", default="jobtrigger-leader", help="name of the Lease (no env)")
     c.add_argument(
-        "--lease-duration", type=float, default=15.0, help="seconds a standby waits before taking over (no env)"
+        "--lease-duration",
+        type=float,
+        default=15.0,
+        help="seconds a standby waits before taking over; with --shards, before a silent replica's JobTriggers "
+        "move (no env)",
     )
     c.add_argument(
         "--renew-deadline",
         type=float,
         default=10.0,
-        help="seconds after which the leader steps down if it cannot renew (no env)",
+        help="seconds after which the leader (or a shard replica) stops and exits if it cannot renew (no env)",
     )
     c.add_argument("--retry-period", type=float, default=2.0, help="seconds between lease attempts (no env)")
     c.add_argument(

@@ -27,4 +27,11 @@ WATCH_RESTARTS = Counter("jobtrigger_watch_restarts_total", "Watch streams resta
 API_REQUESTS = Counter("jobtrigger_api_requests_total", "Requests to the Kubernetes API", ["verb", "resource", "code"])
 ACTIVE_JOBS = Gauge("jobtrigger_active_jobs", "Active Jobs created by jobtrigger (all JobTriggers)")
 LEADER = Gauge("jobtrigger_leader", "1 while this process holds the leader Lease")
+SHARD_MEMBERS = Gauge("jobtrigger_shard_members", "Replicas in the shard view this replica published (--shards)")
+SHARD_OWNED = Gauge("jobtrigger_shard_owned_jobtriggers", "JobTriggers this replica works on (--shards)")
+SHARD_HANDOVERS = Counter(
+    "jobtrigger_shard_handovers_total",
+    "JobTriggers this replica took over (gained) or gave up after it stopped working on them (released)",
+    ["direction"],
+)
 JOBTRIGGERS = Gauge("jobtrigger_jobtriggers", "JobTriggers by the reason of their Ready condition", ["reason"])

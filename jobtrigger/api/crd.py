@@ -354,6 +354,13 @@ def _printer_columns() -> list[dict[str, Any]]:
             "jsonPath": ".status.pending",
             "description": "A change seen but not yet run, and why it waits.",
         },
+        {
+            "name": "Shard",
+            "type": "string",
+            "jsonPath": ".status.shard",
+            "description": "With sharding: the replica that works on it.",
+            "priority": 1,
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
 

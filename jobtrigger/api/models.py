@@ -433,6 +433,9 @@ class JobTriggerStatus(Model):
     observed_generation: int | None = None
     conditions: list[Condition] | None = None
     triggers: str | None = Field(default=None, description="Summary of the configured triggers (printer column).")
+    shard: str | None = Field(
+        default=None, description="With sharding (--shards): the replica that works on this JobTrigger."
+    )
     last_triggered_time: str | None = None
     last_resource_trigger_time: str | None = Field(
         default=None, description="When the resource trigger last ran a Job (cooldown start)."

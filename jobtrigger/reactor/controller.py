@@ -66,6 +66,8 @@ class Settings:
     watch_timeout: int = 300  # the server ends each watch after this; we resume from the last resourceVersion
     inactivity_timeout: float | None = None  # a silent watch is re-opened after this (default watch_timeout + 60)
     identity: str = field(default_factory=socket.gethostname)
+    #: JobTriggers this controller handles, by label (static sharding, Flux style); None: all
+    selector: str | None = None
     #: one FIFO per namespace in the work queue, served in turn (off: a single FIFO, for comparison only)
     fair_namespaces: bool = True
     #: Event writes per second and burst (creates and count updates; over it, Events fold into their series)
@@ -143,6 +145,7 @@ class Controller:
                 ns_path(f"/apis/{GROUP}/{VERSION}", PLURAL, ns),
                 summarize=lambda o: o,
                 on_change=self._on_trigger_change,
+                label_selector=self.settings.selector,
                 watch_timeout=self.settings.watch_timeout,
                 inactivity_timeout=self.settings.inactivity_timeout,
                 name=f"jobtriggers/{ns or '*'}",
@@ -184,6 +187,9 @@ class Controller:
         self._states: dict[TriggerKey, str] = {}  # Ready reason per JobTrigger (metric)
         self._scope: anyio.CancelScope | None = None  # the task group of run(), while it runs
         self.ready = asyncio.Event()
+        #: with --shards: may this replica work on a JobTrigger now (the Membership gate); None: all of them
+        self.owns: Callable[[TriggerKey], bool] | None = None
+        self.shard_identity: str | None = None  # written to status.shard while sharding
         #: reads a container log (``source: Logs``); the one seam tests replace, as no kubelet serves logs there
         self.read_log: Callable[[str, str, str, int], Awaitable[str]] = self._read_log
 
@@ -339,19 +345,36 @@ class Controller:
 
     # ------------------------------------------------------------------ sync
 
+    def release(self, key: TriggerKey) -> None:
+        """Forget a JobTrigger's watches and in-memory progress (deleted, or given to another shard replica): whoever
+        works on it next starts from its persisted status, as after a restart."""
+        self.resource_watches.remove(key)
+        self.pod_watches.remove(key)
+        self._event_arrival.pop(key, None)
+        self._written.pop(key, None)
+        self._created.pop(key, None)
+        for k in [k for k in self.pending_baselines if k[0] == key]:
+            del self.pending_baselines[k]
+        self.note_state(key, None)
+
+    async def drain(self, give_up: Callable[[str], bool]) -> None:
+        """Return once no sync of a JobTrigger matching ``give_up`` (``namespace/name``) runs, with their watches
+        closed. The ownership gate already refuses them, so no new sync of them starts meanwhile."""
+        while any(give_up(f"{k[0]}/{k[1]}") for k in self.queue.processing()):  # noqa: ASYNC110 (a short poll)
+            await asyncio.sleep(0.02)
+        for key in list(self.triggers.objects):
+            if give_up(f"{key[0]}/{key[1]}"):
+                self.release(key)
+
     async def sync(self, key: TriggerKey) -> None:
+        if self.owns is not None and not self.owns(key):
+            self.release(key)
+            return
         obj = self.triggers.objects.get(key)
         if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
-            self.resource_watches.remove(key)
-            self.pod_watches.remove(key)
-            self._event_arrival.pop(key, None)
+            self.release(key)
             self._validated.pop(key, None)
             self._parsed.pop(key, None)
-            self._written.pop(key, None)
-            self._created.pop(key, None)
-            for k in [k for k in self.pending_baselines if k[0] == key]:
-                del self.pending_baselines[k]
-            self.note_state(key, None)
             return
         s = Sync(self, key, obj)
         # the first watch event since the last sync (if any): what jobtrigger_event_to_job_seconds measures from;

@@ -307,6 +307,10 @@ class WorkQueue(Generic[K]):
         """How many times ``key`` went through :meth:`add_rate_limited` since it was forgotten."""
         return self._failures.get(key, 0)
 
+    def processing(self) -> frozenset[K]:
+        """The keys a worker holds right now."""
+        return frozenset(self._processing)
+
     def forget(self, key: K) -> None:
         """Reset the backoff of ``key`` (call after a successful reconcile)."""
         self._failures.pop(key, None)

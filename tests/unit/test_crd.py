@@ -252,8 +252,10 @@ def test_printer_columns() -> None:
         "Last Triggered",
         "Next Run",
         "Pending",
+        "Shard",
         "Age",
     ]
+    assert columns["Shard"]["jsonPath"] == ".status.shard" and columns["Shard"]["priority"] == 1
     assert columns["Active"]["jsonPath"] == ".status.active[*].name" and columns["Active"]["priority"] == 1
     assert columns["Next Run"]["jsonPath"] == ".status.nextScheduleTime" and columns["Next Run"]["type"] == "string"
     assert columns["Triggers"]["jsonPath"] == ".status.triggers"

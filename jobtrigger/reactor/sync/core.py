@@ -62,6 +62,7 @@ class Sync:
             await validate.invalid(self, "InvalidSpec", errors)
             return
         self.status["triggers"] = conditions.summary(jt)
+        self.status["shard"] = self.ctl.shard_identity  # None (removed) without sharding
         if len(self.name) > 63:
             await validate.invalid(
                 self,

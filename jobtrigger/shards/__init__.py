@@ -1,0 +1,1 @@
+"""Active-active shards: replicas share the JobTriggers, each owned by exactly one live replica (docs/concepts.md)."""

@@ -1,0 +1,272 @@
+"""Shard membership on ``coordination.k8s.io/v1`` Leases, and which JobTriggers this replica may work on.
+
+Every replica holds a Lease of its own (``<group>-<identity>``, label ``jobtrigger.dev/shard-group``), renewed every
+``retry_period``, and watches the others'. A peer is *live* while this replica has seen its ``renewTime`` change
+within the peer's ``leaseDurationSeconds``, timed on this replica's monotonic clock when it saw the change (as
+client-go's leader election does: no comparison of two machines' clocks, so clock skew does not matter).
+
+Each Lease also carries the **published view** of its holder (annotation ``jobtrigger.dev/shard-view``): the
+members it computes ownership over. Ownership is rendezvous hashing over a view (:mod:`.ring`). Replica X works on
+JobTrigger k only when
+
+1. X owns k in the view X has published, and
+2. no live peer Y owns k in the view Y has published.
+
+A replica publishes a new view only **after** it stopped working on every JobTrigger that view takes away (no sync
+of it running, its watches closed), and starts on what the new view gives it only after a **consistent read** of the
+peers' Leases that follows its own publication. Two replicas that publish at the same time therefore cannot both
+miss each other (etcd is linearizable): at least one of them sees the other's claim and waits. So two replicas never
+work on one JobTrigger at the same time; hand-overs between live replicas go through "stopped, then published".
+
+A replica that cannot renew stops acting when its Lease is no longer *proven* (``renew_deadline`` after the start of
+its last successful renewal; every API request of the process is bounded by that, as for the leader), which is
+before any peer can see the Lease as expired (``lease_duration`` after *it saw* that renewal). The process then
+exits. On a clean shutdown a replica stops working, then deletes its Lease, and the others take over at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from jobtrigger import metrics
+from jobtrigger.kube.client import JSON, ApiError, KubeClient
+from jobtrigger.shards.ring import owner
+from jobtrigger.timefmt import rfc3339_micro
+
+log = logging.getLogger(__name__)
+
+LABEL_GROUP = "jobtrigger.dev/shard-group"
+ANNOTATION_VIEW = "jobtrigger.dev/shard-view"
+
+
+@dataclass
+class ShardConfig:
+    namespace: str
+    group: str = "jobtrigger"
+    identity: str = ""
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+    @property
+    def lease_name(self) -> str:
+        name = re.sub(r"[^a-z0-9.-]+", "-", f"{self.group}-{self.identity}".lower()).strip("-.")
+        return name[:253]
+
+
+@dataclass
+class Peer:
+    identity: str
+    renew: str  # renewTime as last seen
+    duration: float
+    view: frozenset[str]
+    seen: float  # loop time at which this replica saw ``renew`` change
+
+
+@dataclass
+class Membership:
+    """This replica's Lease, the peers' Leases, and the ownership gate (:meth:`allowed`)."""
+
+    kube: KubeClient
+    cfg: ShardConfig
+    #: the keys (``namespace/name``) of every JobTrigger this replica knows of (from its JobTrigger watch)
+    keys: Callable[[], Iterable[str]] = lambda: ()
+    #: called with the keys that became allowed (enqueue them)
+    on_gained: Callable[[list[str]], None] = lambda keys: None
+    #: awaited with a predicate of the keys being given up: returns once no sync of those keys runs any more
+    drain: Callable[[Callable[[str], bool]], Awaitable[None]] | None = None
+    peers: dict[str, Peer] = field(default_factory=dict)
+    published: frozenset[str] = frozenset()
+    target: frozenset[str] = frozenset()
+    valid_until: float = 0.0
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    handovers: int = 0
+    _allowed: set[str] = field(default_factory=set)
+    _lease: JSON | None = None
+
+    # ------------------------------------------------------------------ the gate
+
+    def remaining(self) -> float:
+        """Seconds this replica's Lease is still proven (<= 0: act no more)."""
+        return self.valid_until - asyncio.get_running_loop().time()
+
+    def live_peers(self) -> list[Peer]:
+        now = asyncio.get_running_loop().time()
+        return [p for p in self.peers.values() if now - p.seen < p.duration]
+
+    def view(self) -> frozenset[str]:
+        return frozenset({self.cfg.identity, *(p.identity for p in self.live_peers())})
+
+    def allowed(self, key: str) -> bool:
+        """May this replica work on JobTrigger ``key`` now (see the module docstring)."""
+        me = self.cfg.identity
+        if owner(key, self.published) != me or owner(key, self.target or self.published) != me:
+            return False
+        return all(owner(key, p.view) != p.identity for p in self.live_peers())
+
+    def owned(self) -> list[str]:
+        return sorted(k for k in self.keys() if self.allowed(k))
+
+    # ------------------------------------------------------------------ the Lease
+
+    @property
+    def path(self) -> str:
+        return f"/apis/coordination.k8s.io/v1/namespaces/{self.cfg.namespace}/leases"
+
+    def _body(self, view: Iterable[str]) -> JSON:
+        now = rfc3339_micro(datetime.now(UTC))
+        meta: JSON = {
+            "name": self.cfg.lease_name,
+            "namespace": self.cfg.namespace,
+            "labels": {LABEL_GROUP: self.cfg.group},
+            "annotations": {ANNOTATION_VIEW: json.dumps(sorted(view))},
+        }
+        if self._lease is not None:
+            meta["resourceVersion"] = self._lease["metadata"]["resourceVersion"]
+        spec = {
+            "holderIdentity": self.cfg.identity,
+            "leaseDurationSeconds": max(1, round(self.cfg.lease_duration)),
+            "acquireTime": ((self._lease or {}).get("spec") or {}).get("acquireTime") or now,
+            "renewTime": now,
+        }
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": spec}
+
+    async def _write(self, view: Iterable[str]) -> None:
+        """Create or renew our Lease with ``view`` published; sets the proof on success."""
+        started = asyncio.get_running_loop().time()
+        if self._lease is None:
+            try:
+                self._lease = await self.kube.create(self.path, self._body(view))
+            except ApiError as e:
+                if e.status != 409:
+                    raise
+                # ours from an earlier process with the same identity: take it over
+                self._lease = await self.kube.get(f"{self.path}/{self.cfg.lease_name}")
+                self._lease = await self.kube.request(
+                    "PUT", f"{self.path}/{self.cfg.lease_name}", body=self._body(view)
+                )
+        else:
+            self._lease = await self.kube.request("PUT", f"{self.path}/{self.cfg.lease_name}", body=self._body(view))
+        self.valid_until = started + self.cfg.renew_deadline
+
+    def _observe(self, lease: JSON, now: float) -> None:
+        spec = lease.get("spec") or {}
+        ident = spec.get("holderIdentity") or ""
+        if not ident or ident == self.cfg.identity:
+            return
+        try:
+            raw = ((lease.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_VIEW) or "[]"
+            view = frozenset(str(m) for m in json.loads(raw))
+        except (TypeError, ValueError):
+            view = frozenset()
+        renew = str(spec.get("renewTime") or "")
+        old = self.peers.get(ident)
+        seen = old.seen if old is not None and old.renew == renew else now
+        duration = float(spec.get("leaseDurationSeconds") or self.cfg.lease_duration)
+        new = Peer(ident, renew, duration, view, seen)
+        if old is None or old.view != view or old.renew != renew:
+            self.peers[ident] = new
+            if old is None or old.view != view:
+                self.changed.set()
+
+    async def refresh(self) -> None:
+        """A consistent read (LIST, no resourceVersion) of the group's Leases."""
+        got = await self.kube.get(self.path, labelSelector=f"{LABEL_GROUP}={self.cfg.group}")
+        now = asyncio.get_running_loop().time()
+        present = set()
+        for lease in got.get("items") or []:
+            ident = (lease.get("spec") or {}).get("holderIdentity") or ""
+            present.add(ident)
+            self._observe(lease, now)
+        for ident in [i for i in self.peers if i not in present]:
+            del self.peers[ident]  # deleted (a clean shutdown) or released
+            self.changed.set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def join(self) -> None:
+        """Create our Lease with an empty published view (we claim nothing yet) and read the peers."""
+        await self._write(())
+        await self.refresh()
+
+    async def run(self) -> None:
+        """Renew, follow the peers, move to new views. Returns (and sets ``lost``) when the Lease is not proven."""
+        self.changed.set()  # the first step at once: publish a view
+        while True:
+            wait = max(0.0, min(self.cfg.retry_period, self.remaining()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), timeout=wait)
+            self.changed.clear()
+            if self.remaining() <= 0:
+                break
+            try:
+                await asyncio.wait_for(self._step(), timeout=max(0.001, self.remaining()))
+            except (ApiError, TimeoutError) as e:
+                log.warning("shard lease renewal failed", extra={"error": str(e) or type(e).__name__})
+            if self.remaining() <= 0:
+                break
+        log.error("shard lease lost", extra={"lease": self.cfg.lease_name})
+        self._allowed.clear()
+        self.lost.set()
+
+    async def _step(self) -> None:
+        await self.refresh()
+        view = self.view()
+        if view != self.published:
+            before = set(self.owned())
+            self.target = view  # from now on the keys this view takes away are not allowed
+            if self.drain is not None:
+                me = self.cfg.identity
+                published = self.published
+                await self.drain(lambda k: owner(k, published) == me and owner(k, view) != me)
+            await self._write(view)
+            self.published = view
+            await self.refresh()  # consistent read after our publication (see the module docstring)
+            lost = len(before - set(self.owned()))
+            if lost:
+                self.handovers += lost
+                metrics.SHARD_HANDOVERS.labels("released").inc(lost)
+            log.info("shard view published", extra={"view": sorted(view), "released": lost})
+        else:
+            await self._write(view)  # renewal
+        self._update_allowed()
+
+    def _update_allowed(self) -> None:
+        now_allowed = set(self.owned())
+        gained = sorted(now_allowed - self._allowed)
+        self._allowed = now_allowed
+        metrics.SHARD_MEMBERS.set(len(self.published))
+        metrics.SHARD_OWNED.set(len(now_allowed))
+        if gained:
+            metrics.SHARD_HANDOVERS.labels("gained").inc(len(gained))
+            self.on_gained(gained)
+
+    async def leave(self) -> None:
+        """Clean shutdown (after this replica stopped working): delete our Lease so the peers take over at once."""
+        self._allowed.clear()
+        if self._lease is None:
+            return
+        try:
+            await self.kube.delete(f"{self.path}/{self.cfg.lease_name}")
+            log.info("shard lease released", extra={"lease": self.cfg.lease_name})
+        except ApiError as e:
+            log.warning("could not release the shard lease", extra={"error": str(e)})
+
+
+def debug_state(m: Membership) -> dict[str, Any]:
+    """What ``/debug/shard`` shows."""
+    return {
+        "identity": m.cfg.identity,
+        "published": sorted(m.published),
+        "live": sorted(m.view()),
+        "owned": m.owned(),
+    }

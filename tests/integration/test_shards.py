@@ -1,0 +1,213 @@
+"""Active-active shards (--shards): controller processes share the JobTriggers, one owner each, exactly once
+through SIGKILL and SIGTERM hand-overs. Real API server, real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import time
+from collections import Counter
+from typing import Any
+
+import aiohttp
+
+from benchmarks.common import controller_argv
+from jobtrigger.api.models import GROUP, PLURAL, VERSION
+from jobtrigger.kube.client import KubeClient
+from jobtrigger.triggers.fields import hash_paths
+from tests.integration.conftest import free_port, wait_for
+
+LEASE = ["--lease-duration", "4", "--renew-deadline", "3", "--retry-period", "0.5"]
+N = 300
+
+
+class Replica:
+    def __init__(self, kubeconfig: str, ns: str):
+        self.port = free_port()
+        self.argv = controller_argv(
+            kubeconfig, ns, self.port, "--shards", "--leader-election-namespace", ns, "--log-level", "warning", *LEASE
+        )
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> Replica:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        return self
+
+    async def owned(self) -> set[str] | None:
+        """What /debug/shard says this replica works on (None: not answering)."""
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http,
+                http.get(f"http://127.0.0.1:{self.port}/debug/shard") as r,
+            ):
+                return set((await r.json())["owned"])
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+
+    async def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(sig)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), 30)
+            if self.proc.returncode is None:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+WATCH = [{"apiVersion": "v1", "kind": "ConfigMap", "fields": ["data"]}]
+#: suspended Jobs: only their creation matters here, and no pods load the machine
+TEMPLATE = {"spec": {"suspend": True, "template": {"spec": {"containers": [{"name": "c", "image": "b"}]}}}}
+
+
+async def _setup(kube: KubeClient, ns: str, n: int) -> None:
+    sem = asyncio.Semaphore(20)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await kube.create(f"/api/v1/namespaces/{ns}/configmaps", {"metadata": {"name": f"cm{i}"}, "data": {}})
+            await kube.create(
+                f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}",
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "JobTrigger",
+                    "metadata": {"name": f"t{i}"},
+                    "spec": {
+                        "triggers": {"resources": {"cooldown": "0s", "watch": [{**WATCH[0], "name": f"cm{i}"}]}},
+                        "history": 100,
+                        "jobTemplate": TEMPLATE,
+                    },
+                },
+            )
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+
+
+async def _all_ready(kube: KubeClient, ns: str, n: int) -> bool:
+    got = await kube.get(f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}")
+    ready = sum(
+        1
+        for o in got["items"]
+        for c in (o.get("status") or {}).get("conditions") or []
+        if c["type"] == "Ready" and c["status"] == "True"
+    )
+    return ready == n
+
+
+async def _partition(replicas: list[Replica], n: int) -> list[set[str]] | None:
+    """The owned sets once they cover all ``n`` JobTriggers; asserts they never overlap, whenever sampled."""
+    sets = [await r.owned() for r in replicas]
+    live = [s for s in sets if s is not None]
+    seen: Counter[str] = Counter(k for s in live for k in s)
+    doubled = [k for k, c in seen.items() if c > 1]
+    assert not doubled, f"owned by two replicas at once: {doubled[:5]}"
+    return live if len(seen) == n else None
+
+
+async def test_three_replicas_split_the_jobtriggers_and_each_has_exactly_one_owner(
+    kube: KubeClient, kubeconfig: str, namespace: str
+) -> None:
+    await _setup(kube, namespace, N)
+    replicas = [await Replica(kubeconfig, namespace).start() for _ in range(3)]
+    try:
+        sets = await wait_for(lambda: _partition(replicas, N), f"{N} JobTriggers split over 3 replicas", timeout=90)
+        sizes = sorted(len(s) for s in sets)
+        assert all(75 <= x <= 125 for x in sizes), sizes  # 100 ± 25 each
+        for _ in range(20):  # every moment sampled: one owner per JobTrigger
+            await _partition(replicas, N)
+            await asyncio.sleep(0.2)
+        await wait_for(lambda: _all_ready(kube, namespace, N), "every JobTrigger Ready", timeout=90)
+        got = await kube.get(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}")
+        owner_of = {k: i for i, s in enumerate(sets) for k in s}
+        by_status = Counter(o["status"].get("shard") for o in got["items"])
+        assert len(by_status) == 3 and None not in by_status, by_status  # `kubectl get jt -o wide` shows the shard
+        print(f"\nshards: {sizes} JobTriggers per replica; status.shard: {sorted(by_status.values())}")
+        assert len(owner_of) == N
+    finally:
+        for r in replicas:
+            await r.stop()
+
+
+async def _stream(kube: KubeClient, ns: str, rounds: int, rate: float, on_round: Any = None) -> None:
+    """``rounds`` changes to every ConfigMap, ``rate`` per second; ``on_round(k)`` after round k."""
+    for k in range(rounds):
+        t_next = time.monotonic()
+        for i in range(N):
+            await kube.merge_patch(f"/api/v1/namespaces/{ns}/configmaps/cm{i}", {"data": {"v": f"r{k}"}})
+            t_next += 1 / rate
+            await asyncio.sleep(max(0.0, t_next - time.monotonic()))
+        if on_round is not None:
+            await on_round(k)
+
+
+async def _exactly_once(kube: KubeClient, ns: str) -> dict[str, int]:
+    """Every JobTrigger ran the latest state of its ConfigMap (its baseline is that state), and no state ran twice
+    (the occurrence digests of its Jobs are distinct). Returns Jobs per JobTrigger."""
+    jts = {
+        o["metadata"]["name"]: o for o in (await kube.get(f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}"))["items"]
+    }
+    cms = {o["metadata"]["name"]: o for o in (await kube.get(f"/api/v1/namespaces/{ns}/configmaps"))["items"]}
+    jobs = (await kube.get(f"/apis/batch/v1/namespaces/{ns}/jobs"))["items"]
+    per: dict[str, list[str]] = {}
+    for j in jobs:
+        owner = j["metadata"]["labels"]["jobtrigger.dev/owner"]
+        per.setdefault(owner, []).append(j["metadata"]["annotations"]["jobtrigger.dev/occurrence"].rsplit("/", 1)[-1])
+    for name, digests in per.items():
+        assert len(digests) == len(set(digests)), f"{name}: one state ran twice: {sorted(digests)}"
+    for i in range(N):
+        status = jts[f"t{i}"].get("status") or {}
+        baseline = {f["path"]: f["hash"] for f in (status.get("resourceHashes") or [{}])[0].get("fields") or []}
+        assert baseline == hash_paths(cms[f"cm{i}"], ["data"]), f"t{i}: the latest state of cm{i} did not run"
+        assert int(status.get("resourceRuns") or 0) == len(per.get(f"t{i}", [])), f"t{i}: runs and Jobs differ"
+    return {k: len(v) for k, v in per.items()}
+
+
+async def test_sigkill_and_sigterm_of_replicas_during_a_stream_lose_nothing_and_double_nothing(
+    kube: KubeClient, kubeconfig: str, namespace: str
+) -> None:
+    await _setup(kube, namespace, N)
+    replicas = [await Replica(kubeconfig, namespace).start() for _ in range(3)]
+    try:
+        await wait_for(lambda: _all_ready(kube, namespace, N), "every JobTrigger Ready", timeout=120)
+        await wait_for(lambda: _partition(replicas, N), "split over 3 replicas", timeout=60)
+        t_kill: list[float] = []
+
+        async def after_round(k: int) -> None:
+            if k == 0:
+                replicas[0].proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]  # no release
+                t_kill.append(time.monotonic())
+
+        # 600 changes: every ConfigMap twice, one replica killed between the rounds (its Lease expires after 4 s)
+        await _stream(kube, namespace, 2, 60.0, after_round)
+
+        async def settled() -> dict[str, int] | None:
+            try:
+                return await _exactly_once(kube, namespace)
+            except AssertionError as e:
+                if "ran twice" in str(e):
+                    raise
+                return None
+
+        await wait_for(lambda: _partition(replicas[1:], N), "the killed replica's JobTriggers taken over", 30)
+        moved = time.monotonic() - t_kill[0]
+        per = await wait_for(settled, "the latest state of every ConfigMap ran, once", timeout=120)
+        assert sum(per.values()) >= N  # at least the latest change per ConfigMap; more where both ran separately
+
+        # scale down by SIGTERM during a third round: the leaving replica stops, releases, the last one takes all
+        async def stop_second(k: int) -> None:
+            await replicas[1].stop(signal.SIGTERM)
+
+        t_term = time.monotonic()
+        stopper = asyncio.create_task(_stream(kube, namespace, 1, 60.0))
+        await asyncio.sleep(2)
+        await stop_second(0)
+        await stopper
+        await wait_for(lambda: _partition(replicas[2:], N), "all JobTriggers on the last replica", 30)
+        await wait_for(settled, "after SIGTERM: the latest state ran, once", timeout=120)
+        print(f"\nhand-over after SIGKILL: {moved:.1f} s (lease 4 s); SIGTERM round: {time.monotonic() - t_term:.1f} s")
+    finally:
+        for r in replicas:
+            await r.stop()

@@ -54,10 +54,11 @@ def _controller(args: argparse.Namespace) -> int:
     if args.shards:
         from jobtrigger.shards.membership import ShardConfig
 
+        settings.identity = f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"  # Events name the replica
         shard = ShardConfig(
             namespace=args.leader_election_namespace or _own_namespace() or "default",
             group=args.shard_group,
-            identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+            identity=settings.identity,
             lease_duration=args.lease_duration,
             renew_deadline=args.renew_deadline,
             retry_period=args.retry_period,

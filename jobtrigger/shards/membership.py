@@ -253,13 +253,13 @@ class Membership:
     async def leave(self) -> None:
         """Clean shutdown (after this replica stopped working): delete our Lease so the peers take over at once."""
         self._allowed.clear()
-        if self._lease is None:
-            return
+        if self._lease is None or self.lost.is_set():
+            return  # lost: the peers take over on expiry; a partitioned replica must not hang here
         try:
-            await self.kube.delete(f"{self.path}/{self.cfg.lease_name}")
+            await asyncio.wait_for(self.kube.delete(f"{self.path}/{self.cfg.lease_name}"), 5)
             log.info("shard lease released", extra={"lease": self.cfg.lease_name})
-        except ApiError as e:
-            log.warning("could not release the shard lease", extra={"error": str(e)})
+        except (ApiError, TimeoutError) as e:
+            log.warning("could not release the shard lease", extra={"error": str(e) or type(e).__name__})
 
 
 def debug_state(m: Membership) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import subprocess
 import time
@@ -12,11 +13,13 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
+import pytest
 
 from benchmarks.common import controller_argv
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.kube.client import KubeClient
 from jobtrigger.triggers.fields import hash_paths
+from tests.faultproxy import FaultProxy
 from tests.integration.conftest import free_port, wait_for
 
 LEASE = ["--lease-duration", "4", "--renew-deadline", "3", "--retry-period", "0.5"]
@@ -47,6 +50,20 @@ class Replica:
                 return set((await r.json())["owned"])
         except (aiohttp.ClientError, TimeoutError):
             return None
+
+    async def job_posts(self) -> Counter[str]:
+        """Job creates this replica sent, by HTTP status (its own jobtrigger_api_requests_total)."""
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+            http.get(f"http://127.0.0.1:{self.port}/metrics") as r,
+        ):
+            text = await r.text()
+        out: Counter[str] = Counter()
+        for m in re.finditer(r"^jobtrigger_api_requests_total\{([^}]*)\} (\S+)", text, re.M):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            if labels.get("verb") == "POST" and labels.get("resource") == "jobs":
+                out[labels["code"]] += int(float(m.group(2)))
+        return out
 
     async def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -104,7 +121,8 @@ async def _partition(replicas: list[Replica], n: int) -> list[set[str]] | None:
     seen: Counter[str] = Counter(k for s in live for k in s)
     doubled = [k for k, c in seen.items() if c > 1]
     assert not doubled, f"owned by two replicas at once: {doubled[:5]}"
-    return live if len(seen) == n else None
+    # settled: every replica answers and has its share, and together they cover every JobTrigger
+    return live if len(seen) == n and len(live) == len(replicas) and all(live) else None
 
 
 async def test_three_replicas_split_the_jobtriggers_and_each_has_exactly_one_owner(
@@ -126,14 +144,31 @@ async def test_three_replicas_split_the_jobtriggers_and_each_has_exactly_one_own
         assert len(by_status) == 3 and None not in by_status, by_status  # `kubectl get jt -o wide` shows the shard
         print(f"\nshards: {sizes} JobTriggers per replica; status.shard: {sorted(by_status.values())}")
         assert len(owner_of) == N
+        # one change per ConfigMap: each Job is created by exactly one replica. Replicas working on the same
+        # JobTrigger would race for the same (deterministic) Job name, and all but one would get AlreadyExists.
+        # (Counted over the stream only: before it, each replica dry-ran the templates of what it owned.)
+        before = sum([await r.job_posts() for r in replicas], Counter())
+        await _stream(kube, namespace, 1, 100.0)
+
+        async def settled() -> dict[str, int] | None:
+            with contextlib.suppress(AssertionError):
+                return await _exactly_once(kube, namespace)
+            return None
+
+        per = await wait_for(settled, "one Job per change", timeout=60)
+        assert sum(per.values()) == N
+        posts = sum([await r.job_posts() for r in replicas], Counter())
+        posts.subtract(before)
+        assert +posts == Counter({"201": N}), posts
     finally:
         for r in replicas:
             await r.stop()
 
 
-async def _stream(kube: KubeClient, ns: str, rounds: int, rate: float, on_round: Any = None) -> None:
-    """``rounds`` changes to every ConfigMap, ``rate`` per second; ``on_round(k)`` after round k."""
-    for k in range(rounds):
+async def _stream(kube: KubeClient, ns: str, rounds: int, rate: float, on_round: Any = None, first: int = 0) -> None:
+    """``rounds`` changes to every ConfigMap (values ``r<first>``, ``r<first+1>``...: never an earlier state
+    again), ``rate`` per second; ``on_round(k)`` after round k."""
+    for k in range(first, first + rounds):
         t_next = time.monotonic()
         for i in range(N):
             await kube.merge_patch(f"/api/v1/namespaces/{ns}/configmaps/cm{i}", {"data": {"v": f"r{k}"}})
@@ -143,7 +178,16 @@ async def _stream(kube: KubeClient, ns: str, rounds: int, rate: float, on_round:
             await on_round(k)
 
 
-async def _exactly_once(kube: KubeClient, ns: str) -> dict[str, int]:
+async def _stream_n(kube: KubeClient, ns: str, n: int, rate: float) -> None:
+    """One change (a value not used before) to each of the first ``n`` ConfigMaps, ``rate`` per second."""
+    t_next = time.monotonic()
+    for i in range(n):
+        await kube.merge_patch(f"/api/v1/namespaces/{ns}/configmaps/cm{i}", {"data": {"v": f"p{i}"}})
+        t_next += 1 / rate
+        await asyncio.sleep(max(0.0, t_next - time.monotonic()))
+
+
+async def _exactly_once(kube: KubeClient, ns: str, n: int = N) -> dict[str, int]:
     """Every JobTrigger ran the latest state of its ConfigMap (its baseline is that state), and no state ran twice
     (the occurrence digests of its Jobs are distinct). Returns Jobs per JobTrigger."""
     jts = {
@@ -157,7 +201,7 @@ async def _exactly_once(kube: KubeClient, ns: str) -> dict[str, int]:
         per.setdefault(owner, []).append(j["metadata"]["annotations"]["jobtrigger.dev/occurrence"].rsplit("/", 1)[-1])
     for name, digests in per.items():
         assert len(digests) == len(set(digests)), f"{name}: one state ran twice: {sorted(digests)}"
-    for i in range(N):
+    for i in range(n):
         status = jts[f"t{i}"].get("status") or {}
         baseline = {f["path"]: f["hash"] for f in (status.get("resourceHashes") or [{}])[0].get("fields") or []}
         assert baseline == hash_paths(cms[f"cm{i}"], ["data"]), f"t{i}: the latest state of cm{i} did not run"
@@ -201,7 +245,7 @@ async def test_sigkill_and_sigterm_of_replicas_during_a_stream_lose_nothing_and_
             await replicas[1].stop(signal.SIGTERM)
 
         t_term = time.monotonic()
-        stopper = asyncio.create_task(_stream(kube, namespace, 1, 60.0))
+        stopper = asyncio.create_task(_stream(kube, namespace, 1, 60.0, first=2))
         await asyncio.sleep(2)
         await stop_second(0)
         await stopper
@@ -211,3 +255,59 @@ async def test_sigkill_and_sigterm_of_replicas_during_a_stream_lose_nothing_and_
     finally:
         for r in replicas:
             await r.stop()
+
+
+async def test_a_partitioned_replica_stops_before_its_lease_can_expire_and_never_acts_after_the_takeover(
+    kube: KubeClient, kubeconfig: str, namespace: str, control_plane: Any
+) -> None:
+    """One replica's API traffic goes through the fault proxy and is blackholed: its renewals hang, so it must stop
+    (and exit) when its Lease is no longer proven (renew deadline 3 s), before the others may see it expired (4 s
+    after the last renewal they saw) and take its JobTriggers. After the partition heals it must not come back."""
+    if control_plane is None:
+        pytest.skip("needs the suite's own control plane (proxy in front of it)")
+    n = 90
+    await _setup(kube, namespace, n)
+    host, port = control_plane.server_url.removeprefix("https://").rsplit(":", 1)
+    proxy = FaultProxy(host, int(port))
+    await proxy.start()
+    via_proxy = control_plane.work_dir / f"proxy-{proxy.port}.kubeconfig"
+    via_proxy.write_text(control_plane.kubeconfig_path.read_text().replace(f":{port}", f":{proxy.port}"))
+    cut = Replica(str(via_proxy), namespace)
+    replicas = [await cut.start(), *[await Replica(kubeconfig, namespace).start() for _ in range(2)]]
+    try:
+        sets = await wait_for(lambda: _partition(replicas, n), f"{n} JobTriggers split over 3 replicas", 90)
+        await wait_for(lambda: _all_ready(kube, namespace, n), "every JobTrigger Ready", timeout=90)
+        assert sets[0], "the replica to cut owns JobTriggers"
+        loop = asyncio.get_running_loop()
+        proxy.blackhole()
+        t_cut = loop.time()
+        assert cut.proc is not None
+        stream = asyncio.create_task(_stream_n(kube, namespace, n, 30.0))  # changes during the partition
+        await asyncio.wait_for(cut.proc.wait(), 15)
+        t_exit = loop.time() - t_cut
+        assert cut.proc.returncode == 1  # "lease lost": it stopped on its own, nobody killed it
+        await wait_for(lambda: _partition(replicas[1:], n), "the cut replica's JobTriggers taken over", 30)
+        t_takeover = loop.time() - t_cut
+        # stopped within the renew deadline (3 s, + exit); the takeover no earlier than the lease (4 s) after the
+        # last renewal the others saw, which was at most one retry period (0.5 s) before the cut
+        assert t_exit <= 4.0 and t_takeover >= 3.5 and t_exit < t_takeover, (t_exit, t_takeover)
+        await stream
+        proxy.restore()  # the partition heals; the cut replica is gone and must stay gone
+
+        async def settled() -> dict[str, int] | None:
+            try:
+                return await _exactly_once(kube, namespace, n)
+            except AssertionError as e:
+                if "ran twice" in str(e):
+                    raise
+                return None
+
+        await wait_for(settled, "the latest state of every ConfigMap ran, once", timeout=60)
+        print(
+            f"\npartition: the cut replica exited {t_exit:.1f} s after the cut; takeover complete at {t_takeover:.1f} s"
+        )
+    finally:
+        proxy.restore()
+        for r in replicas:
+            await r.stop()
+        await proxy.stop()

@@ -3,8 +3,8 @@
 Each benchmark runs as its own process (``python -m benchmarks.<name> [args]``, from the repository root), one after
 the other; the run stops at the first one that exits non-zero, and exits non-zero itself.
 
-- ``latency``, ``curve`` (and docs/img/curve.png), ``request_cost``, ``idle``, ``scale``, ``kwok_pods`` write their
-  own section of docs/benchmarks.md;
+- ``latency``, ``curve`` (and docs/img/curve.png), ``request_cost``, ``idle``, ``scale``, ``kwok_pods``, ``shards``
+  write their own section of docs/benchmarks.md;
 - ``compare`` and ``reliability`` print a markdown section: this runner puts it into docs/benchmarks.md under its own
   ``## `` heading (replacing a section with the same heading);
 - ``reliability`` runs its long variant: ``--kills 10 --changes 200`` and a ``--soak 600`` (seconds).
@@ -46,6 +46,7 @@ def full_args(soak: float) -> dict[str, list[str]]:
         "idle": [],
         "scale": [],
         "kwok_pods": [],
+        "shards": [],
         "compare": [],
         "reliability": ["--kills", "10", "--changes", "200", "--soak", f"{soak:g}"],
         "tracing_cost": [],  # prints; its figures are in docs/benchmarks.md "Tracing cost" (CPU time, load-proof)

@@ -106,6 +106,7 @@ async def run_controller(
     kube = await KubeClient.from_config(kubeconfig)
     kube.on_request = count_request
     controller = Controller(kube, settings)
+    metrics.WATCHES.set_function(controller.watch_count)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -29,6 +29,7 @@ ACTIVE_JOBS = Gauge("jobtrigger_active_jobs", "Active Jobs created by jobtrigger
 LEADER = Gauge("jobtrigger_leader", "1 while this process holds the leader Lease")
 SHARD_MEMBERS = Gauge("jobtrigger_shard_members", "Replicas in the shard view this replica published (--shards)")
 SHARD_OWNED = Gauge("jobtrigger_shard_owned_jobtriggers", "JobTriggers this replica works on (--shards)")
+WATCHES = Gauge("jobtrigger_watches", "Watch streams this process keeps open (JobTriggers, Jobs, watched kinds, pods)")
 SHARD_HANDOVERS = Counter(
     "jobtrigger_shard_handovers_total",
     "JobTriggers this replica took over (gained) or gave up after it stopped working on them (released)",

@@ -432,6 +432,16 @@ class Controller:
             self._states[key] = reason
             metrics.JOBTRIGGERS.labels(reason).inc()
 
+    def watch_count(self) -> int:
+        """Watch streams open: JobTriggers and Jobs (one per namespace scope), each watched kind/namespace scope
+        and each pod scope (shared by every JobTrigger that needs it)."""
+        return (
+            len(self.triggers.watchers)
+            + len(self.jobs.watchers)
+            + len(self.resource_watches.scopes)
+            + len(self.pod_watches.scopes)
+        )
+
     def watch_problems(self) -> list[str]:
         """Failing JobTrigger/Job watches (for /readyz): a controller that cannot see its objects is not ready."""
         out = []

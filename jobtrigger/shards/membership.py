@@ -263,10 +263,11 @@ class Membership:
 
 
 def debug_state(m: Membership) -> dict[str, Any]:
-    """What ``/debug/shard`` shows."""
+    """What ``/debug/shard`` shows: this replica, its published view, the live members it sees, what it owns."""
     return {
         "identity": m.cfg.identity,
         "published": sorted(m.published),
         "live": sorted(m.view()),
         "owned": m.owned(),
+        "handovers": m.handovers,
     }

@@ -180,9 +180,13 @@ async def _stream(kube: KubeClient, ns: str, rounds: int, rate: float, on_round:
 
 async def _stream_n(kube: KubeClient, ns: str, n: int, rate: float) -> None:
     """One change (a value not used before) to each of the first ``n`` ConfigMaps, ``rate`` per second."""
+    await _stream_values(kube, ns, n, rate, "p")
+
+
+async def _stream_values(kube: KubeClient, ns: str, n: int, rate: float, value: str) -> None:
     t_next = time.monotonic()
     for i in range(n):
-        await kube.merge_patch(f"/api/v1/namespaces/{ns}/configmaps/cm{i}", {"data": {"v": f"p{i}"}})
+        await kube.merge_patch(f"/api/v1/namespaces/{ns}/configmaps/cm{i}", {"data": {"v": f"{value}-{i}"}})
         t_next += 1 / rate
         await asyncio.sleep(max(0.0, t_next - time.monotonic()))
 
@@ -311,3 +315,61 @@ async def test_a_partitioned_replica_stops_before_its_lease_can_expire_and_never
         for r in replicas:
             await r.stop()
         await proxy.stop()
+
+
+async def test_scale_one_to_three_to_two_and_a_rolling_restart_during_a_stream(
+    kube: KubeClient, kubeconfig: str, namespace: str
+) -> None:
+    """Scale 1 → 3 → 2 (SIGTERM) while ConfigMaps keep changing, then replace all replicas one by one (a new one
+    first, then SIGTERM to an old one: a Deployment rollout with maxSurge 1). Exactly once throughout."""
+    n = 120
+    await _setup(kube, namespace, n)
+    first = await Replica(kubeconfig, namespace).start()
+    replicas = [first]
+    try:
+        await wait_for(lambda: _all_ready(kube, namespace, n), "every JobTrigger Ready", timeout=90)
+        value = 0
+
+        async def during(action: Any) -> None:
+            nonlocal value
+            value += 1
+            stream = asyncio.create_task(_stream_values(kube, namespace, n, 40.0, f"s{value}"))
+            await asyncio.sleep(1.0)
+            await action()
+            await stream
+
+        async def scale_up() -> None:
+            replicas.extend([await Replica(kubeconfig, namespace).start() for _ in range(2)])
+
+        await during(scale_up)
+        await wait_for(lambda: _partition(replicas, n), "split over 3 replicas", 60)
+
+        async def scale_down() -> None:
+            await replicas.pop(0).stop(signal.SIGTERM)
+
+        await during(scale_down)
+        await wait_for(lambda: _partition(replicas, n), "split over 2 replicas", 60)
+        for _ in range(2):  # rolling restart
+
+            async def roll() -> None:
+                new = await Replica(kubeconfig, namespace).start()
+                await wait_for(lambda: _partition([*replicas, new], n), "the new replica has its share", 60)
+                await replicas.pop(0).stop(signal.SIGTERM)
+                replicas.append(new)
+
+            await during(roll)
+
+        async def settled() -> dict[str, int] | None:
+            try:
+                return await _exactly_once(kube, namespace, n)
+            except AssertionError as e:
+                if "ran twice" in str(e):
+                    raise
+                return None
+
+        await wait_for(lambda: _partition(replicas, n), "split over the 2 new replicas", 60)
+        per = await wait_for(settled, "the latest state of every ConfigMap ran, once", timeout=90)
+        print(f"\nscale 1→3→2 and a rolling restart: {sum(per.values())} Jobs for {4 * n} changes")
+    finally:
+        for r in replicas:
+            await r.stop()

@@ -162,7 +162,7 @@ def _arg(args: list[str], flag: str) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("mode", ["namespaced", "cluster"])
+@pytest.mark.parametrize("mode", ["namespaced", "cluster", "sharded"])
 async def test_chart_rbac_is_enough_for_the_controller(
     helm: Path,
     kube: KubeClient,
@@ -173,12 +173,16 @@ async def test_chart_rbac_is_enough_for_the_controller(
     mode: str,
 ) -> None:
     ns = namespace
-    namespaced = mode == "namespaced"
+    namespaced = mode in ("namespaced", "sharded")
+    sharded = mode == "sharded"
     # cluster-scoped names derive from the release: a unique one cannot clash with anything else on the server
     release = "jt" if namespaced else f"jt-{secrets.token_hex(3)}"
     env = helm_env(tmp_path)
     target = ["--kubeconfig", kubeconfig, "--namespace", ns]
     values = ["--set", f"watchNamespaces={{{ns}}}"] if namespaced else []
+    if sharded:  # docs/operations.md "Shards": active-active replicas, a Lease each
+        values += ["--set", "sharding.enabled=true", "--set", "leaderElection.enabled=false", "--set", "replicaCount=3"]
+        values += ["--set", "pdb.enabled=true"]
     # no --wait: there is no kubelet, the pod never becomes ready; the CRD is already there (kube fixture)
     rc, out = await _run([str(helm), "install", release, str(CHART), *target, *values, "--skip-crds"], env)
     assert rc == 0, f"helm install failed:\n{out}"
@@ -208,7 +212,7 @@ async def test_chart_rbac_is_enough_for_the_controller(
         roles = (await kube.get(f"{rbac}/namespaces/{ns}/roles", labelSelector=selector))["items"]
         if namespaced:
             assert not cluster_roles and not cluster_bindings
-            assert len(roles) == 2  # the rules in the watched namespace + leader election
+            assert len(roles) == 2  # the rules in the watched namespace + leader election (or the shards' Leases)
         else:
             assert len(cluster_roles) == 1 and len(cluster_bindings) == 1
             assert len(roles) == 1  # leader election only
@@ -224,8 +228,10 @@ async def test_chart_rbac_is_enough_for_the_controller(
         assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
         assert "command" not in c and c["args"][0] == "controller"
         args: list[str] = list(c["args"])
-        assert "--leader-elect" in args
+        assert ("--leader-elect" in args) is not sharded and ("--shards" in args) is sharded
         assert _arg(args, "--leader-election-namespace") == ns
+        if sharded:
+            assert deploy["spec"]["replicas"] == 3
         if namespaced:
             assert _arg(args, "--namespace") == ns
         else:
@@ -292,8 +298,14 @@ async def test_chart_rbac_is_enough_for_the_controller(
 
             await wait_for(ready, "/readyz ok (leader, caches synced)", timeout=30)
 
-        lease_name = _arg(args, "--leader-election-name")
-        lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{lease_name}"
+        if sharded:  # a Lease of its own, in the shard group named after the release
+            leases = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+            group = f"jobtrigger.dev/shard-group={_arg(args, '--shard-group')}"
+            [lease] = (await kube.get(leases, labelSelector=group))["items"]
+            lease_path = f"{leases}/{lease['metadata']['name']}"
+        else:
+            lease_name = _arg(args, "--leader-election-name")
+            lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{lease_name}"
         assert (await kube.get(lease_path))["spec"].get("holderIdentity")
 
         # --- the controller's work, with the SA's permissions only
@@ -331,7 +343,10 @@ async def test_chart_rbac_is_enough_for_the_controller(
         rc = await asyncio.wait_for(proc.wait(), 15)
         assert rc == 0, logs()
         assert time.monotonic() - t0 < 12
-        assert not (await kube.get(lease_path))["spec"].get("holderIdentity"), "the Lease was not released"
+        if sharded:  # deleted on a clean exit (the others take over at once)
+            assert await _status(kube, lease_path) == 404, "the shard Lease was not deleted"
+        else:
+            assert not (await kube.get(lease_path))["spec"].get("holderIdentity"), "the Lease was not released"
         assert_not_denied()
         assert "could not record event" not in logs()
 

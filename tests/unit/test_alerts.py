@@ -64,6 +64,7 @@ DEPTH = "jobtrigger_queue_depth"
 RESTARTS = "jobtrigger_watch_restarts_total"
 JTS = "jobtrigger_jobtriggers"
 LEADER = "jobtrigger_leader"
+SHARD_MEMBERS = "jobtrigger_shard_members"
 
 #: (what it shows, input series, alert checks); interval 1m. Every alert appears firing and silent.
 CASES: list[tuple[str, list[dict[str, str]], list[dict[str, Any]]]] = [
@@ -144,6 +145,16 @@ CASES: list[tuple[str, list[dict[str, str]], list[dict[str, Any]]]] = [
     (
         "two standbys, nobody leading: fires",
         [series(LEADER, "0x10", instance="a"), series(LEADER, "0x10", instance="b")],
+        [fires("JobTriggerNoLeader", "5m", 0, severity="critical")],
+    ),
+    (
+        "three shard replicas, no leader (sharding replaces leader election): silent",
+        [series(SHARD_MEMBERS, "3x10", instance=i) for i in "abc"] + [series(LEADER, "0x10", instance="a")],
+        [silent("JobTriggerNoLeader", "5m")],
+    ),
+    (
+        "shard replicas that all lost their Leases (members 0): fires",
+        [series(SHARD_MEMBERS, "0x10", instance=i) for i in "ab"],
         [fires("JobTriggerNoLeader", "5m", 0, severity="critical")],
     ),
     (

@@ -73,6 +73,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         }
     },
     "no-leader-election": {"leaderElection": {"enabled": False}},
+    "sharded": {"sharding": {"enabled": True}, "leaderElection": {"enabled": False}, "replicaCount": 3},
+    "static-shard": {"selector": "shard=a"},
     "fast-failover": {
         "leaderElection": {"leaseDurationSeconds": 4.5, "renewDeadlineSeconds": 3, "retryPeriodSeconds": 0.5}
     },
@@ -334,6 +336,7 @@ def test_every_value_has_a_comment() -> None:
         (["--set", "replicaCount=2", "--set", "leaderElection.enabled=false"], "needs leaderElection.enabled=true"),
         (["--set", "terminationGracePeriodSeconds=12"], "terminationGracePeriodSeconds must exceed"),
         (["--set", "leaderElection.renewDeadlineSeconds=20"], "leaseDurationSeconds > renewDeadlineSeconds"),
+        (["--set", "sharding.enabled=true"], "sharding.enabled replaces leader election"),
         (
             ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"],
             "needs metrics.service.enabled",
@@ -464,6 +467,29 @@ def test_leader_election_lease_matches_the_role(
     off = rendered["no-leader-election"]
     assert not controller_args(off, monkeypatch).leader_elect
     assert verbs_on(off, "coordination.k8s.io", "leases") == set()
+
+
+def test_sharding_passes_shards_and_grants_the_lease_role(
+    rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = rendered["sharded"]
+    args = controller_args(docs, monkeypatch)
+    assert args.shards and not args.leader_elect
+    assert args.shard_group == FULLNAME and args.leader_election_namespace == NAMESPACE
+    assert (args.lease_duration, args.renew_deadline, args.retry_period) == (15, 10, 2)
+    assert one(docs, "Deployment")["spec"]["replicas"] == 3
+    # one Role for the replicas' Leases (names carry the pod name: no resourceNames), in the release namespace only
+    assert verbs_on(docs, "coordination.k8s.io", "leases") == {"create", "get", "list", "update", "delete"}
+    [role] = [r for r in objects(docs, "Role") if r["metadata"]["name"] == f"{FULLNAME}-shards"]
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert not controller_args(rendered["default"], monkeypatch).shards
+
+
+def test_static_shard_selector_reaches_the_controller(
+    rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert controller_args(rendered["static-shard"], monkeypatch).selector == "shard=a"
+    assert controller_args(rendered["default"], monkeypatch).selector == ""
 
 
 # --------------------------------------------------------------------------------------------- the pod

@@ -66,6 +66,10 @@ class Proc:
         text = await self.get("/debug/shard")
         return set(json.loads(text)["owned"]) if text else None
 
+    async def syncs(self) -> float:
+        text = await self.get("/metrics") or ""
+        return sum(float(m.group(1)) for m in re.finditer(r"^jobtrigger_syncs_total\{[^}]*\} (\S+)", text, re.M))
+
     async def watches(self) -> int:
         text = await self.get("/metrics") or ""
         m = re.search(r"^jobtrigger_watches (\S+)", text, re.M)
@@ -92,6 +96,20 @@ async def split(procs: list[Proc], total: int, timeout: float) -> float:
                 return time.monotonic() - t0
         await asyncio.sleep(0.2)
     raise RuntimeError(f"{len(procs)} replicas did not split {total} JobTriggers within {timeout:.0f}s")
+
+
+async def quiet(procs: list[Proc], seconds: float, timeout: float = 300) -> None:
+    """Wait until no replica has synced anything for ``seconds`` (the start-up and hand-over syncs are over)."""
+    t0 = time.monotonic()
+    last = [await p.syncs() for p in procs]
+    still = time.monotonic()
+    while time.monotonic() - still < seconds:
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError("the replicas kept syncing")
+        await asyncio.sleep(0.5)
+        now = [await p.syncs() for p in procs]
+        if now != last:
+            last, still = now, time.monotonic()
 
 
 @dataclass
@@ -151,7 +169,7 @@ async def measure(args: argparse.Namespace, cp: ControlPlane, kube: KubeClient, 
     try:
         took = await split(procs, args.jts, 300)
         print(f"{r} replica(s): split in {took:.1f}s", file=sys.stderr)
-        await asyncio.sleep(args.settle)
+        await quiet(procs, args.settle)
         cpu0 = [cpu_seconds(p.proc.pid) for p in procs]
         t0 = time.monotonic()
         await asyncio.sleep(args.idle)
@@ -259,7 +277,8 @@ def report(rows: list[Row], info: dict[str, Any], args: argparse.Namespace) -> s
             f"(envtest, no controller-manager), all processes on the same machine. {args.jts} JobTriggers in "
             f"{args.namespaces} namespaces, each watching its own ConfigMap; replicas with `--shards`, lease "
             f"duration / renew deadline / retry period {LEASE[1]} / {LEASE[3]} / {LEASE[5]} s. Per replica: "
-            f"min / median / max. Idle window {args.idle:g} s; burst: "
+            f"min / median / max. Idle window {args.idle:g} s, once no replica had synced anything for "
+            f"{args.settle:g} s; burst: "
             f"{args.burst} ConfigMaps changed at once (50 PATCHes in flight), until every Job exists.",
             "",
             *lines,

@@ -150,6 +150,15 @@ async def run_controller(
         drained = await controller.queue.drain_and_shutdown(shutdown_timeout if rc == 0 else 0)
         if not drained:
             log.warning("shutdown timeout: unfinished keys will be redone by the next controller")
+        if membership is not None:
+            # no worker runs any more: give the share away now, before the slower clean-up (Event flush); the
+            # renewal loop ends first, so it cannot write the Lease again after the delete
+            if keeper is not None and not keeper.done():
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+            kube.deadline = None
+            await membership.leave()
         return rc
     finally:
         for t in (task, keeper, stopper):

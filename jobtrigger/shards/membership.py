@@ -91,6 +91,9 @@ class Membership:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     handovers: int = 0
     _allowed: set[str] = field(default_factory=set)
+    _known: set[str] = field(default_factory=set)  # the keys at the last full recompute
+    _signature: tuple[Any, ...] = ()  # what the last full recompute depended on
+    _owners: dict[frozenset[str], dict[str, str | None]] = field(default_factory=dict)
     _lease: JSON | None = None
 
     # ------------------------------------------------------------------ the gate
@@ -106,12 +109,21 @@ class Membership:
     def view(self) -> frozenset[str]:
         return frozenset({self.cfg.identity, *(p.identity for p in self.live_peers())})
 
+    def _owner(self, key: str, view: frozenset[str]) -> str | None:
+        """:func:`owner`, memoized per view (a handful of views are in use at a time)."""
+        cache = self._owners.get(view)
+        if cache is None:
+            cache = self._owners[view] = {}
+        if key not in cache:
+            cache[key] = owner(key, view)
+        return cache[key]
+
     def allowed(self, key: str) -> bool:
         """May this replica work on JobTrigger ``key`` now (see the module docstring)."""
         me = self.cfg.identity
-        if owner(key, self.published) != me or owner(key, self.target or self.published) != me:
+        if self._owner(key, self.published) != me or self._owner(key, self.target or self.published) != me:
             return False
-        return all(owner(key, p.view) != p.identity for p in self.live_peers())
+        return all(self._owner(key, p.view) != p.identity for p in self.live_peers())
 
     def owned(self) -> list[str]:
         return sorted(k for k in self.keys() if self.allowed(k))
@@ -241,9 +253,18 @@ class Membership:
         self._update_allowed()
 
     def _update_allowed(self) -> None:
-        now_allowed = set(self.owned())
-        gained = sorted(now_allowed - self._allowed)
-        self._allowed = now_allowed
+        """Recompute what this replica may work on when a view it depends on changed (not on every renewal: a
+        JobTrigger that appears is gated by its own sync); enqueue what became allowed."""
+        live = self.live_peers()
+        signature = (self.published, self.target, tuple(sorted((p.identity, p.view) for p in live)))
+        keys = set(self.keys())
+        if signature == self._signature and keys <= self._known:
+            return
+        in_use = {self.published, self.target, *(p.view for p in live)}
+        self._owners = {v: c for v, c in self._owners.items() if v in in_use}
+        now_allowed = {k for k in keys if self.allowed(k)}
+        gained = sorted((now_allowed - self._allowed) & self._known) if self._signature else sorted(now_allowed)
+        self._allowed, self._known, self._signature = now_allowed, keys, signature
         metrics.SHARD_MEMBERS.set(len(self.published))
         metrics.SHARD_OWNED.set(len(now_allowed))
         if gained:
@@ -257,6 +278,7 @@ class Membership:
             return  # lost: the peers take over on expiry; a partitioned replica must not hang here
         try:
             await asyncio.wait_for(self.kube.delete(f"{self.path}/{self.cfg.lease_name}"), 5)
+            self._lease = None
             log.info("shard lease released", extra={"lease": self.cfg.lease_name})
         except (ApiError, TimeoutError) as e:
             log.warning("could not release the shard lease", extra={"error": str(e) or type(e).__name__})

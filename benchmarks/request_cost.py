@@ -43,7 +43,9 @@ def _clean_job(job: dict[str, Any], name: str) -> dict[str, Any]:
     spec.pop("selector", None)  # generated from the server's own label
     tmpl = dict(spec["template"])
     tmeta = dict(tmpl.get("metadata") or {})
-    labels = {k: v for k, v in (tmeta.get("labels") or {}).items() if "controller-uid" not in k and k != "job-name"}
+    labels = {
+        k: v for k, v in (tmeta.get("labels") or {}).items() if "controller-uid" not in k and not k.endswith("job-name")
+    }
     tmeta["labels"] = labels
     tmpl["metadata"] = tmeta
     spec["template"] = tmpl
@@ -165,8 +167,8 @@ def report(costs: dict[str, list[float]], info: dict[str, Any], args: argparse.N
             "",
             "Per Job, jobtrigger sends the Job create and the status write (Events: about 0.06 per Job at 100/s, "
             "folded); the floor sends only its minimal Job. A JobTrigger is a custom resource: the server handles it "
-            "as unstructured JSON and validates it against the CRD schema, so its status write costs about twice a "
-            "ConfigMap PATCH.",
+            "as unstructured JSON and validates it against the CRD schema, so its status write costs two to three "
+            "times a ConfigMap PATCH.",
             "",
             "Run: `.venv/bin/python -m benchmarks.request_cost` (writes this section).",
         ]

@@ -235,6 +235,8 @@ async def main_async(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any
             with contextlib.suppress(ApiError):
                 for ns in namespaces:
                     await kube.delete(f"/apis/batch/v1/namespaces/{ns}/jobs")
+                # the SIGKILLed replica's Lease: the next stage's replicas would wait for it to expire
+                await kube.delete(f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases")
     finally:
         info["loadavg_end"] = os.getloadavg()
         await kube.close()

@@ -6,6 +6,7 @@ import re
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
@@ -24,6 +25,26 @@ def write_section(heading: str, text: str, path: Path = BENCHMARKS_MD) -> None:
     current = path.read_text() if path.exists() else "# Benchmarks\n"
     current = re.sub(rf"\n## {re.escape(heading)}.*?(?=\n## |\Z)", "", current, flags=re.S)
     path.write_text(current.rstrip() + "\n\n" + text + "\n")
+
+
+def configmap_jobtrigger(
+    name: str, configmap: str, *, history: int, template: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A JobTrigger that runs a Job whenever the ``data`` of one ConfigMap changes (no cooldown): the unit of work
+    of the benchmarks and of the process tests."""
+    from jobtrigger.api.models import GROUP, VERSION
+
+    watch = [{"apiVersion": "v1", "kind": "ConfigMap", "name": configmap, "fields": ["data"]}]
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "JobTrigger",
+        "metadata": {"name": name},
+        "spec": {
+            "triggers": {"resources": {"cooldown": "0s", "watch": watch}},
+            "history": history,
+            "jobTemplate": template or {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "b"}]}}}},
+        },
+    }
 
 
 def controller_argv(kubeconfig: str, namespace: str, port: int, *extra: str) -> list[str]:

@@ -30,7 +30,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import controller_argv, free_port, write_section
+from benchmarks.common import configmap_jobtrigger, controller_argv, free_port, write_section
 from benchmarks.latency import cpu_seconds, rss_kib, server_cpu
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.demo import install_crd
@@ -134,20 +134,8 @@ async def setup(kube: KubeClient, namespaces: list[str], jts: int) -> None:
         ns = namespaces[i % len(namespaces)]
         async with sem:
             await kube.create(f"/api/v1/namespaces/{ns}/configmaps", {"metadata": {"name": f"cm{i}"}, "data": {}})
-            await kube.create(
-                f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}",
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "JobTrigger",
-                    "metadata": {"name": f"t{i}"},
-                    "spec": {
-                        "triggers": {"resources": {"cooldown": "0s", "watch": [
-                            {"apiVersion": "v1", "kind": "ConfigMap", "name": f"cm{i}", "fields": ["data"]}]}},
-                        "history": 5,
-                        "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "b"}]}}}},
-                    },
-                },
-            )  # fmt: skip
+            body = configmap_jobtrigger(f"t{i}", f"cm{i}", history=5)
+            await kube.create(f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}", body)
 
     for ns in [*namespaces, LEASE_NS]:
         await kube.create("/api/v1/namespaces", {"metadata": {"name": ns}})

@@ -120,6 +120,8 @@ class Membership:
 
     def allowed(self, key: str) -> bool:
         """May this replica work on JobTrigger ``key`` now (see the module docstring)."""
+        if self.lost.is_set() or self.remaining() <= 0:
+            return False  # the Lease is not proven: nothing (the process is about to exit)
         me = self.cfg.identity
         if self._owner(key, self.published) != me or self._owner(key, self.target or self.published) != me:
             return False

@@ -33,6 +33,7 @@ class Replica:
             kubeconfig, ns, self.port, "--shards", "--leader-election-namespace", ns, "--log-level", "warning", *LEASE
         )
         self.proc: asyncio.subprocess.Process | None = None
+        self.published: frozenset[str] = frozenset()  # the view it published, as of its last answer
 
     async def start(self) -> Replica:
         self.proc = await asyncio.create_subprocess_exec(
@@ -47,7 +48,9 @@ class Replica:
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http,
                 http.get(f"http://127.0.0.1:{self.port}/debug/shard") as r,
             ):
-                return set((await r.json())["owned"])
+                state = await r.json()
+                self.published = frozenset(state["published"])
+                return set(state["owned"])
         except (aiohttp.ClientError, TimeoutError):
             return None
 
@@ -123,8 +126,11 @@ async def _partition(replicas: list[Replica], n: int) -> list[set[str]] | None:
     assert not doubled, f"owned by two replicas at once: {sorted(doubled)[:5]}"
     live = [s for s in second if s is not None]
     seen: Counter[str] = Counter(k for s in live for k in s)
-    # settled: every replica answers and has its share, they cover every JobTrigger, each exactly once
-    settled = len(seen) == n and all(c == 1 for c in seen.values()) and len(live) == len(replicas) and all(live)
+    # settled: every replica answers and published the same view of all of them (so each has its whole share),
+    # and together they cover every JobTrigger, each exactly once
+    views = {r.published for r in replicas}
+    converged = len(views) == 1 and len(next(iter(views))) == len(replicas)
+    settled = converged and len(seen) == n and all(c == 1 for c in seen.values()) and len(live) == len(replicas)
     return live if settled else None
 
 

@@ -20,7 +20,7 @@ from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.kube.client import KubeClient
 from jobtrigger.triggers.fields import hash_paths
 from tests.faultproxy import FaultProxy
-from tests.integration.conftest import free_port, wait_for
+from tests.integration.conftest import Runner, free_port, jobs_of, stays, wait_for, wait_jobs, wait_ready
 
 LEASE = ["--lease-duration", "4", "--renew-deadline", "3", "--retry-period", "0.5"]
 N = 300
@@ -380,4 +380,41 @@ async def test_scale_one_to_three_to_two_and_a_rolling_restart_during_a_stream(
         print(f"\nscale 1→3, rolling restart, 3→2: {sum(per.values())} Jobs for {value * n} changes")
     finally:
         for r in replicas:
+            await r.stop()
+
+
+async def test_static_shards_by_label_selector_each_handle_only_their_own(
+    kube: KubeClient, kubeconfig: str, namespace: str
+) -> None:
+    """Two controllers with --selector shard=a and shard=b (the Flux way): each makes Ready and runs only the
+    JobTriggers with its label; one with neither label is left alone by both."""
+    for i in range(3):
+        await kube.create(f"/api/v1/namespaces/{namespace}/configmaps", {"metadata": {"name": f"cm{i}"}, "data": {}})
+    for i, shard in enumerate(["a", "b", None]):
+        body = configmap_jobtrigger(f"t{i}", f"cm{i}", history=10, template=TEMPLATE)
+        if shard:
+            body["metadata"]["labels"] = {"shard": shard}
+        await kube.create(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}", body)
+    runners = [Runner(kubeconfig, namespace, selector=f"shard={s}") for s in "ab"]
+    try:
+        for r in runners:
+            await r.start()
+        await wait_ready(kube, namespace, "t0")
+        await wait_ready(kube, namespace, "t1")
+        for i in range(3):
+            await kube.merge_patch(f"/api/v1/namespaces/{namespace}/configmaps/cm{i}", {"data": {"v": "1"}})
+        await wait_jobs(kube, namespace, "t0", 1)
+        await wait_jobs(kube, namespace, "t1", 1)
+
+        async def untouched() -> bool:
+            jt = await kube.get(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/t2")
+            return not jt.get("status") and not await jobs_of(kube, namespace, "t2")
+
+        assert await stays(untouched, 2.0), "a JobTrigger matching no selector was handled"
+        # and each controller only ever synced its own
+        assert runners[0].controller is not None and runners[1].controller is not None
+        assert set(runners[0].controller.triggers.objects) == {(namespace, "t0")}
+        assert set(runners[1].controller.triggers.objects) == {(namespace, "t1")}
+    finally:
+        for r in runners:
             await r.stop()

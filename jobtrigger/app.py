@@ -83,7 +83,15 @@ def _membership(kube: KubeClient, controller: Controller, cfg: ShardConfig) -> M
         on_gained=gained,
         drain=controller.drain,
     )
-    controller.owns = lambda key: m.allowed(f"{key[0]}/{key[1]}")
+
+    def owns(key: tuple[str, str]) -> bool:
+        k = f"{key[0]}/{key[1]}"
+        if m.allowed(k):
+            return True
+        m.refused(k)
+        return False
+
+    controller.owns = owns
     controller.shard_identity = cfg.identity
     return m
 

@@ -93,6 +93,7 @@ class Membership:
     _allowed: set[str] = field(default_factory=set)
     _known: set[str] = field(default_factory=set)  # the keys at the last full recompute
     _signature: tuple[Any, ...] = ()  # what the last full recompute depended on
+    _dirty: bool = False  # a key was refused that the last recompute allowed
     _owners: dict[frozenset[str], dict[str, str | None]] = field(default_factory=dict)
     _lease: JSON | None = None
 
@@ -126,6 +127,14 @@ class Membership:
         if self._owner(key, self.published) != me or self._owner(key, self.target or self.published) != me:
             return False
         return all(self._owner(key, p.view) != p.identity for p in self.live_peers())
+
+    def refused(self, key: str) -> None:
+        """The controller turned a sync of ``key`` away (and closed its watches). If the last recompute had counted
+        it as allowed, the gate flapped in between (a peer's claim seen for a moment): recompute at the next
+        renewal, so that the key is enqueued again once it is allowed, instead of staying unwatched."""
+        if key in self._allowed:
+            self._allowed.discard(key)
+            self._dirty = True
 
     def owned(self) -> list[str]:
         return sorted(k for k in self.keys() if self.allowed(k))
@@ -260,17 +269,24 @@ class Membership:
         live = self.live_peers()
         signature = (self.published, self.target, tuple(sorted((p.identity, p.view) for p in live)))
         keys = set(self.keys())
-        if signature == self._signature and keys <= self._known:
+        if signature == self._signature and keys <= self._known and not self._dirty:
             return
+        self._dirty = False
         in_use = {self.published, self.target, *(p.view for p in live)}
         self._owners = {v: c for v, c in self._owners.items() if v in in_use}
         now_allowed = {k for k in keys if self.allowed(k)}
-        gained = sorted((now_allowed - self._allowed) & self._known) if self._signature else sorted(now_allowed)
+        # every key that became allowed is enqueued, also one that appeared since the last recompute: its own first
+        # sync may have come while it was not allowed yet (and then nothing else would sync it); the hand-over
+        # metric counts only keys that were known before
+        new = now_allowed - self._allowed
+        handed = len(new & self._known) if self._signature else 0
+        gained = sorted(new)
         self._allowed, self._known, self._signature = now_allowed, keys, signature
         metrics.SHARD_MEMBERS.set(len(self.published))
         metrics.SHARD_OWNED.set(len(now_allowed))
+        if handed:
+            metrics.SHARD_HANDOVERS.labels("gained").inc(handed)
         if gained:
-            metrics.SHARD_HANDOVERS.labels("gained").inc(len(gained))
             self.on_gained(gained)
 
     async def leave(self) -> None:

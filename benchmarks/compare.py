@@ -49,6 +49,7 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks.common import cpu_seconds
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.demo import install_crd
 from jobtrigger.envtest import ControlPlane
@@ -57,18 +58,12 @@ from jobtrigger.kube.client import ApiError, KubeClient
 ROOT = Path(__file__).resolve().parent.parent
 LABEL_KEY, LABEL_VALUE = "jobtrigger-bench", "watched"
 KOPF_DONE = "kopf.zalando.org/last-handled-configuration"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PEERS = ("jobtrigger", "kopf", "polling")
 NAN = float("nan")
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # process and API-server measurements
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime (all threads)
 
 
 def mem_mib(pid: int) -> tuple[float, float]:

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, write_section
+from benchmarks.common import ROOT, cpu_seconds, write_section
 from benchmarks.compare import JobWatch, Peer, ensure_kopf
-from benchmarks.latency import cpu_seconds, server_cpu
+from benchmarks.latency import server_cpu
 from jobtrigger.demo import install_crd
 from jobtrigger.envtest import ControlPlane
 from jobtrigger.kube.client import ApiError, KubeClient

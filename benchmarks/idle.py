@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import subprocess
 import time
@@ -23,23 +22,17 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import controller_argv, free_port, write_section
+from benchmarks.common import controller_argv, cpu_seconds, free_port, write_section
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.demo import install_crd
 from jobtrigger.envtest import ControlPlane
 from jobtrigger.kube.client import KubeClient
 
 NS = "idle"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 #: version of the kube-apiserver of the run (for the report)
 APISERVER = ["?"]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
 def rss_mib(pid: int) -> float:

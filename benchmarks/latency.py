@@ -34,7 +34,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import controller_argv, free_port, write_section
+from benchmarks.common import controller_argv, cpu_seconds, free_port, write_section
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.demo import install_crd
 from jobtrigger.envtest import ControlPlane
@@ -209,15 +209,6 @@ async def floor_reactor(kube: KubeClient, stop: asyncio.Event, log: list[FloorEv
             "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "b"}]}}},
         }
         asyncio.get_running_loop().create_task(create(job, rec))
-
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def server_cpu(cp: ControlPlane | None) -> float:

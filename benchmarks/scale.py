@@ -19,8 +19,8 @@ import subprocess
 import time
 from typing import Any
 
-from benchmarks.common import controller_argv, free_port, write_section
-from benchmarks.idle import api_requests, cpu_seconds, rss_mib
+from benchmarks.common import controller_argv, cpu_seconds, free_port, write_section
+from benchmarks.idle import api_requests, rss_mib
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.demo import install_crd
 from jobtrigger.envtest import ControlPlane

@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -30,8 +30,9 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import configmap_jobtrigger, controller_argv, free_port, write_section
-from benchmarks.latency import cpu_seconds, rss_kib, server_cpu
+from benchmarks.common import configmap_jobtrigger, controller_argv, cpu_seconds, free_port, write_section
+from benchmarks.curve import spread
+from benchmarks.latency import rss_kib, server_cpu
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.demo import install_crd
 from jobtrigger.envtest import ControlPlane
@@ -61,8 +62,6 @@ class Proc:
             return None
 
     async def owned(self) -> set[str] | None:
-        import json
-
         text = await self.get("/debug/shard")
         return set(json.loads(text)["owned"]) if text else None
 
@@ -230,16 +229,6 @@ async def main_async(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any
         await kube.close()
         await cp.astop()
     return rows, info
-
-
-def spread(xs: list[float], fmt: str = "{:.0f}") -> str:
-    if not xs:
-        return "—"
-    return (
-        " / ".join(fmt.format(x) for x in (min(xs), statistics.median(xs), max(xs)))
-        if len(xs) > 1
-        else fmt.format(xs[0])
-    )
 
 
 def report(rows: list[Row], info: dict[str, Any], args: argparse.Namespace) -> str:

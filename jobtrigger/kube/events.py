@@ -97,7 +97,6 @@ class EventRecorder:
         self.bucket = TokenBucket(qps, burst)
         self.dropped = 0  # occurrences not recorded: too many series waiting
         self.folded = 0  # occurrences that did not need a write of their own
-        self.writes = 0
         self._series: OrderedDict[SeriesKey, _Series] = OrderedDict()
         self._pending: OrderedDict[SeriesKey, None] = OrderedDict()  # series with occurrences the server lacks
         self._wake = asyncio.Event()
@@ -189,7 +188,6 @@ class EventRecorder:
     async def _write(self, s: _Series) -> None:
         """Create the series' Event or update its count; never raises (an Event is not worth failing for)."""
         count = s.count
-        self.writes += 1
         try:
             if s.name:
                 try:

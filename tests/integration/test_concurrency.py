@@ -109,8 +109,11 @@ async def test_queue_runs_exactly_one_more_after_the_active_job(
     jobs = await wait_jobs(kube, namespace, "t", 2, timeout=30)
     assert await count_stays(kube, namespace, "t", 2, 2.0), "the queued changes must coalesce into one run"
     assert jobs[1]["metadata"]["annotations"]["jobtrigger.dev/reason"].endswith("updated (*)")
-    jt = await get_jt(kube, namespace, "t")
-    assert "pending" not in jt["status"]
+
+    async def not_pending() -> bool:
+        return "pending" not in (await get_jt(kube, namespace, "t"))["status"]
+
+    await wait_for(not_pending, "status.pending cleared")
 
 
 async def test_controller_wide_cap_defers_and_loses_nothing(kube: KubeClient, kubeconfig: str, namespace: str) -> None:

@@ -48,5 +48,10 @@ async def test_separate_limits_for_succeeded_and_failed(kube: KubeClient, namesp
         return left if left == [names[1]] else None
 
     await wait_for(pruned, "only the newest failed Job left", timeout=30)
-    st = (await get_jt(kube, namespace, "t"))["status"]
-    assert st["lastJobName"] == names[2] and st["lastJobStatus"] == "Succeeded"
+
+    async def last_succeeded() -> bool:
+        # the status is written after the prune (same sync): wait for it, do not read it right away
+        st = (await get_jt(kube, namespace, "t"))["status"]
+        return st.get("lastJobName") == names[2] and st.get("lastJobStatus") == "Succeeded"
+
+    await wait_for(last_succeeded, f"status.lastJobName {names[2]} Succeeded")

@@ -403,9 +403,13 @@ async def test_history_prunes_old_finished_jobs(kube: KubeClient, namespace: str
         return left if left == names[-2:] else None
 
     await wait_for(pruned, "only the 2 newest Jobs left", timeout=30)
-    jt = await get_jt(kube, namespace, "t")
-    assert jt["status"]["lastJobName"] == names[-1]
-    assert jt["status"]["lastJobStatus"] == "Succeeded"
+
+    async def last_succeeded() -> bool:
+        # written by the sync that pruned, after the deletes: awaited, not read right away
+        st = (await get_jt(kube, namespace, "t"))["status"]
+        return st.get("lastJobName") == names[-1] and st.get("lastJobStatus") == "Succeeded"
+
+    await wait_for(last_succeeded, f"status.lastJobName {names[-1]} Succeeded")
 
 
 async def test_manual_run_annotation_runs_once_per_token(kube: KubeClient, namespace: str, runner: Runner) -> None:

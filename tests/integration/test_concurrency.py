@@ -38,8 +38,11 @@ async def complete(kube: KubeClient, ns: str, job: str) -> None:
     await finish_job_pods(kube, ns, job)
 
     async def done() -> bool:
+        # the Complete condition, not status.succeeded: newer Job controllers count the pod first and add the
+        # condition in a later write, and the controller takes a Job as finished by its condition
         got = await kube.get(f"/apis/batch/v1/namespaces/{ns}/jobs/{job}")
-        return bool((got.get("status") or {}).get("succeeded"))
+        conds = (got.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Complete" and c["status"] == "True" for c in conds)
 
     await wait_for(done, f"Job {job} complete", timeout=30)
 
@@ -63,6 +66,13 @@ async def test_forbid_skips_while_active(kube: KubeClient, namespace: str, runne
     assert first in jt["status"]["lastSkipped"]["reason"]
     await wait_event(kube, namespace, "t", "RunSkipped")
     await complete(kube, namespace, first)
+
+    async def seen_done() -> bool:
+        # the controller learns it from its own Job watch: a run requested before that would be skipped (Forbid)
+        st = (await get_jt(kube, namespace, "t"))["status"]
+        return st.get("lastJobName") == first and st.get("lastJobStatus") == "Succeeded"
+
+    await wait_for(seen_done, f"the controller saw {first} finish")
     await request_run(kube, namespace, "t", "c")
     await wait_jobs(kube, namespace, "t", 2)
 
@@ -140,9 +150,15 @@ async def test_controller_wide_cap_defers_and_loses_nothing(kube: KubeClient, ku
         async def still_two() -> bool:
             return len(await all_jobs()) == 2
 
+        async def two_waiting() -> list[str] | None:
+            # status.pending is written at the end of the capped sync: awaited, not read once
+            waiting = [
+                n for n in names if "waiting" in ((await get_jt(kube, namespace, n))["status"].get("pending") or "")
+            ]
+            return waiting if len(waiting) == 2 else None
+
+        await wait_for(two_waiting, "two JobTriggers waiting for the cap")
         assert await stays(still_two, 1.5)
-        waiting = [n for n in names if "waiting" in ((await get_jt(kube, namespace, n))["status"].get("pending") or "")]
-        assert len(waiting) == 2
         for job in first:
             await complete(kube, namespace, job["metadata"]["name"])
 

@@ -305,7 +305,8 @@ async def test_no_job_is_created_before_the_job_list_completes(
         await asyncio.wait_for(ctl.ready.wait(), 30)
 
         async def served() -> bool | None:
-            return True if ((await get_jt(kube, namespace, "t")).get("status") or {}).get("lastRunRequest") else None
+            status = (await get_jt(kube, namespace, "t")).get("status") or {}
+            return True if status.get("lastRunRequest") == "t2" else None
 
         await wait_for(served, "token t2 handled")
         assert len(await jobs_of(kube, namespace, "t")) == 1, "a second Job ran next to the active one (Forbid)"

@@ -282,10 +282,15 @@ async def test_prometheus_scrapes_the_controller_and_the_alerts_fire(
             seen = {(x["metric"]["verb"], x["metric"]["resource"], x["metric"]["code"]) for x in errors}
             assert ("POST", "jobs", "403") in seen, seen  # the refused Job create
             assert {r for v, r, c in seen if c == "403" and v in ("GET", "WATCH")} >= {"secrets", "pods"}, seen
-            reasons = {s["metric"]["reason"]: float(s["value"][1]) for s in await prom.query(
-                "sum by (reason) (jobtrigger_jobtriggers)"
-            )}  # fmt: skip
-            assert reasons.get("WatchFailed") == 3 and reasons.get("Forbidden") == 1, reasons
+
+            async def reasons() -> dict[str, float] | None:
+                # the gauge follows the JobTriggers' conditions and Prometheus scrapes it later: awaited
+                got = {s["metric"]["reason"]: float(s["value"][1]) for s in await prom.query(
+                    "sum by (reason) (jobtrigger_jobtriggers)"
+                )}  # fmt: skip
+                return got if got.get("WatchFailed") == 3 and got.get("Forbidden") == 1 else None
+
+            await wait_for(reasons, "3 JobTriggers WatchFailed and 1 Forbidden in Prometheus", timeout=30)
 
             # --- every panel of the dashboard has data (a number, over the run)
             end = time.time()

@@ -146,8 +146,11 @@ async def test_cooldown_defers_and_fires_once(kube: KubeClient, namespace: str, 
     jobs = await wait_jobs(kube, namespace, "t", 2, timeout=10)
     assert time.monotonic() - t_first >= 2.5, "the deferred Job must wait for the end of the cooldown"
     assert await no_more_jobs(kube, namespace, "t", 2, 4.0)
-    jt = await get_jt(kube, namespace, "t")
-    assert "pending" not in jt["status"]
+
+    async def not_pending() -> bool:
+        return "pending" not in (await get_jt(kube, namespace, "t"))["status"]
+
+    await wait_for(not_pending, "status.pending cleared")
     assert jobs[1]["metadata"]["annotations"]["jobtrigger.dev/reason"].startswith("ConfigMap/")
 
 

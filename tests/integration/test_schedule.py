@@ -57,8 +57,13 @@ async def test_once_runs_once_and_never_again(kube: KubeClient, namespace: str, 
         return len(await jobs_of(kube, namespace, "once")) == 1
 
     assert await stays(one, 2.0)
-    st = (await get_jt(kube, namespace, "once"))["status"]
-    assert st["lastScheduleTime"] and "nextScheduleTime" not in st
+
+    async def done() -> bool:
+        # the restart may have cut the first controller between the create and its status write
+        st = (await get_jt(kube, namespace, "once"))["status"]
+        return bool(st.get("lastScheduleTime")) and "nextScheduleTime" not in st
+
+    await wait_for(done, "status.lastScheduleTime set and no nextScheduleTime")
 
 
 async def test_suspend_stops_and_resume_runs_only_the_latest_slot(
@@ -96,9 +101,14 @@ async def test_time_zone_dst_gap_with_injected_clock(kube: KubeClient, kubeconfi
         assert scheduled_time(jobs[0]) == f"{year}-03-{day:02d}T01:00:00.000Z"
         await asyncio.sleep(1.0)
         assert len(await jobs_of(kube, namespace, "tz")) == 1
-        st = (await get_jt(kube, namespace, "tz"))["status"]
         nxt = datetime(year, 3, day, 0, 30, tzinfo=UTC) + timedelta(days=1)  # 02:30 CEST the next day
-        assert st["nextScheduleTime"] == nxt.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+        async def scheduled() -> dict[str, Any] | None:
+            # written after the Job create in the same sync: awaited, not read once
+            st: dict[str, Any] = (await get_jt(kube, namespace, "tz"))["status"]
+            return st if st.get("nextScheduleTime") == nxt.strftime("%Y-%m-%dT%H:%M:%S.000Z") else None
+
+        st = await wait_for(scheduled, "status.nextScheduleTime the next day's 02:30 CEST")
         assert st["missedSchedules"] >= 80  # the daily slots between the creation (now) and the fake clock
     finally:
         await runner.stop()

@@ -34,6 +34,7 @@ class Replica:
         )
         self.proc: asyncio.subprocess.Process | None = None
         self.published: frozenset[str] = frozenset()  # the view it published, as of its last answer
+        self.identity = ""  # its shard identity (status.shard of what it owns), as of its last answer
 
     async def start(self) -> Replica:
         self.proc = await asyncio.create_subprocess_exec(
@@ -50,6 +51,7 @@ class Replica:
             ):
                 state = await r.json()
                 self.published = frozenset(state["published"])
+                self.identity = state["identity"]
                 return set(state["owned"])
         except (aiohttp.ClientError, TimeoutError):
             return None
@@ -147,9 +149,20 @@ async def test_three_replicas_split_the_jobtriggers_and_each_has_exactly_one_own
             await _partition(replicas, N)
             await asyncio.sleep(0.2)
         await wait_for(lambda: _all_ready(kube, namespace, N), "every JobTrigger Ready", timeout=90)
-        got = await kube.get(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}")
         owner_of = {k: i for i, s in enumerate(sets) for k in s}
-        by_status = Counter(o["status"].get("shard") for o in got["items"])
+        identity = {k: replicas[i].identity for k, i in owner_of.items()}
+
+        async def shard_written() -> Counter[str | None] | None:
+            # Ready may be left from an earlier owner (they start one after another): wait until every owner's
+            # own sync (its template dry run included) wrote status.shard, before the Job POSTs are counted
+            got = await kube.get(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}")
+            shards = {
+                f"{namespace}/{o['metadata']['name']}": (o.get("status") or {}).get("shard") for o in got["items"]
+            }
+            done = all(shards.get(k) == who for k, who in identity.items())
+            return Counter(shards.values()) if done else None
+
+        by_status = await wait_for(shard_written, "status.shard written by each JobTrigger's owner", timeout=60)
         assert len(by_status) == 3 and None not in by_status, by_status  # `kubectl get jt -o wide` shows the shard
         print(f"\nshards: {sizes} JobTriggers per replica; status.shard: {sorted(by_status.values())}")
         assert len(owner_of) == N

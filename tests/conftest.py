@@ -18,6 +18,7 @@ from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from jobtrigger.envtest import ControlPlane, existing_kubeconfig, k8s_version
+from jobtrigger.logs import TextFormatter
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 
@@ -26,6 +27,16 @@ def pytest_report_header(config: pytest.Config) -> str:
     if existing_kubeconfig() is not None:
         return f"integration tests: the cluster of JOBTRIGGER_TEST_KUBECONFIG={existing_kubeconfig()}"
     return f"integration tests: envtest Kubernetes {k8s_version()} (JOBTRIGGER_K8S_VERSION)"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A failing test's report shows the controller's log records with their structured fields (``error=``,
+    ``job=``...), as ``--log-format text`` prints them: what a flake needs to be explained afterwards."""
+    plugin = config.pluginmanager.get_plugin("logging-plugin")
+    for handler in (getattr(plugin, "report_handler", None), getattr(plugin, "caplog_handler", None)):
+        if handler is not None:
+            handler.setFormatter(TextFormatter())
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -72,7 +72,11 @@ async def test_forbid_skips_while_active(kube: KubeClient, namespace: str, runne
         st = (await get_jt(kube, namespace, "t"))["status"]
         return st.get("lastJobName") == first and st.get("lastJobStatus") == "Succeeded"
 
-    await wait_for(seen_done, f"the controller saw {first} finish")
+    try:
+        await wait_for(seen_done, f"the controller saw {first} finish")
+    except AssertionError as e:
+        job = await kube.get(f"/apis/batch/v1/namespaces/{namespace}/jobs/{first}")
+        raise AssertionError(f"{e}; status {(await get_jt(kube, namespace, 't'))['status']}; job {job['status']}")
     await request_run(kube, namespace, "t", "c")
     await wait_jobs(kube, namespace, "t", 2)
 

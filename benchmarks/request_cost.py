@@ -246,6 +246,7 @@ def report(costs: dict[str, list[float]], info: dict[str, Any], args: argparse.N
     cm = med["ConfigMap PATCH (the change)"]
     committed = med["JobTrigger status write, CRD as committed"]
     bare = med["JobTrigger status write, CRD without any schema"]
+    nocel = med["JobTrigger status write, CRD without its CEL rules"]
     la0, la1 = info["loadavg_start"], info["loadavg_end"]
     return "\n".join(
         [
@@ -263,13 +264,13 @@ def report(costs: dict[str, list[float]], info: dict[str, Any], args: argparse.N
             *rows,
             "",
             "Per Job, jobtrigger sends the Job create and the status write (Events: about 0.06 per Job at 100/s, "
-            "folded); the floor sends only its minimal Job. A JobTrigger is a custom resource, and a write to it "
-            f"costs the server {committed / cm:.1f} times a ConfigMap PATCH in this run (medians). Its schema and CEL "
-            f"rules are not what makes it dear: with no schema at all the status write still costs {bare:.2f} ms "
-            f"({bare / cm:.1f} times the PATCH). The custom-resource path itself is: JSON instead of protobuf, "
-            "unstructured maps, managedFields tracked per write (a CPU profile of kube-apiserver during status "
-            "writes, `--pprof`, puts most of it in JSON decoding and encoding, the managedFields update and Go's "
-            "garbage collector).",
+            "folded); the floor sends only its minimal Job. A JobTrigger is a custom resource, and its status write "
+            f"costs the server {committed / cm:.1f} times a ConfigMap PATCH in this run (medians: {committed:.2f} "
+            f"against {cm:.2f} ms). Without the CRD's CEL rules it costs {nocel:.2f} ms, without any schema "
+            f"{bare:.2f} ms, still {bare / cm:.1f} times the PATCH: most of the cost is the custom-resource path "
+            "itself (JSON instead of protobuf, unstructured objects, managedFields on every write; a kube-apiserver "
+            "CPU profile, `--pprof`, is read in "
+            "[concepts](concepts.md#what-a-job-costs-and-why-that-keeps-exactly-once)).",
             "",
             "Run: `.venv/bin/python -m benchmarks.request_cost` (writes this section; add `--pprof FILE` for the "
             "profile).",

@@ -181,6 +181,10 @@ class Controller:
         # -> (spec hash, entries). A retry after a failed write compares with it instead of taking a new one, so a
         # change that arrives between the two is not swallowed
         self.pending_baselines: dict[tuple[TriggerKey, str], tuple[str, list[JSON]]] = {}
+        # the last run's status fields (lastJobName, lastTriggeredTime...) that no status write has persisted yet:
+        # JobTrigger -> (uid, fields). A write that fails (409: the object changed meanwhile, e.g. a new token)
+        # would otherwise lose them for good when the retry creates no Job (Forbid skips, nothing new to run)
+        self.unwritten_run: dict[TriggerKey, tuple[str, JSON]] = {}
         # JobTriggers waiting for the controller-wide cap; woken when any Job finishes
         self.capped: set[TriggerKey] = set()
         self._active_jobs = 0  # active Jobs in the Job watch cache, kept incrementally
@@ -355,6 +359,7 @@ class Controller:
         self._created.pop(key, None)
         for k in [k for k in self.pending_baselines if k[0] == key]:
             del self.pending_baselines[k]
+        self.unwritten_run.pop(key, None)
         self.note_state(key, None)
 
     async def drain(self, give_up: Callable[[str], bool]) -> None:

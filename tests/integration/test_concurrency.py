@@ -76,7 +76,8 @@ async def test_forbid_skips_while_active(kube: KubeClient, namespace: str, runne
         await wait_for(seen_done, f"the controller saw {first} finish")
     except AssertionError as e:
         job = await kube.get(f"/apis/batch/v1/namespaces/{namespace}/jobs/{first}")
-        raise AssertionError(f"{e}; status {(await get_jt(kube, namespace, 't'))['status']}; job {job['status']}")
+        status = (await get_jt(kube, namespace, "t"))["status"]
+        raise AssertionError(f"{e}; status {status}; job {job['status']}") from None
     await request_run(kube, namespace, "t", "c")
     await wait_jobs(kube, namespace, "t", 2)
 

@@ -362,6 +362,53 @@ async def test_a_jobtrigger_deleted_during_our_status_write_stays_deleted(
     assert await stays(absent, 2.0), "the deleted JobTrigger came back into the cache"
 
 
+# --------------------------------------------------------------------------------------------- #16 (a hog run)
+
+
+async def test_a_run_whose_status_write_conflicts_is_still_recorded(
+    kube: KubeClient, namespace: str, runner: Runner
+) -> None:
+    """Seam: a new token arrives between the Job create and the status write that records it, so the write fails
+    (409) and the retry sees the new token; with Forbid the retry skips it and creates nothing. Before the fix the
+    run's fields (lastJobName, lastTriggeredTime, lastTriggerReason) were lost for good: no later sync set them
+    (found by a full-suite run under a CPU hog, test_forbid_skips_while_active)."""
+    ctl = runner.controller
+    assert ctl is not None and ctl.kube is not None
+    client = ctl.kube
+    real = client.merge_patch
+    conflicts: list[int] = []
+
+    async def merge_patch(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if path.endswith("/t/status") and "lastJobName" in (body.get("status") or {}) and not conflicts:
+            await request_run(kube, namespace, "t", "b")  # the object changes under the write
+            try:
+                return await real(path, body)
+            except ApiError as e:
+                conflicts.append(e.status)
+                raise
+        return await real(path, body)
+
+    client.merge_patch = merge_patch  # type: ignore[method-assign]
+    await create_jt(kube, namespace, "t", {"manual": {}}, concurrencyPolicy="Forbid")
+    await wait_ready(kube, namespace, "t")
+    await request_run(kube, namespace, "t", "a")
+    first = (await wait_jobs(kube, namespace, "t", 1))[0]["metadata"]["name"]
+
+    async def recorded() -> dict[str, Any] | None:
+        st: dict[str, Any] = (await get_jt(kube, namespace, "t")).get("status") or {}
+        return st if st.get("lastRunRequest") == "b" and st.get("lastJobName") == first else None
+
+    try:
+        st = await wait_for(recorded, f"token b handled and {first} recorded as the last Job")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; status {(await get_jt(kube, namespace, 't')).get('status')}") from None
+    assert conflicts == [409], conflicts  # the seam did what it is for
+    assert st["lastJobStatus"] == "Active" and st["lastTriggerReason"] and st["lastTriggeredTime"]
+    assert first in st["lastSkipped"]["reason"]
+    assert await job_count_stays(kube, namespace, "t", 1, 1.5)
+    assert ctl.unwritten_run.get((namespace, "t")) is None  # persisted: nothing carried any more
+
+
 # --------------------------------------------------------------------------------------------- #18 errand
 
 

@@ -62,6 +62,7 @@ def condition(s: Sync, status: str, reason: str, message: str) -> bool:
 async def write_status(s: Sync) -> None:
     desired = {k: v for k, v in s.status.items() if v is not None}
     if desired == {k: v for k, v in s.old_status.items() if v is not None}:
+        _persisted(s)
         return
     # only the fields that changed (each replaced whole, as before): a smaller body for the server to decode,
     # merge and validate; the resourceVersion precondition still makes it a write of the whole status we saw
@@ -77,8 +78,15 @@ async def write_status(s: Sync) -> None:
             return  # deleted meanwhile: the watch's DELETED ends it; retrying would fail forever
         raise
     s.ctl.remember_written(s.key, written)
+    _persisted(s)
     for trace in s.traces:  # the occurrence is recorded (baseline, token, slot...): its trace can end
         trace.child("status.write", t0, time.monotonic())
+
+
+def _persisted(s: Sync) -> None:
+    """The status on the server now carries the run fields this sync started from or set (or newer values, e.g.
+    lastJobStatus): stop carrying them. One worker per key, so no other sync set them meanwhile."""
+    s.ctl.unwritten_run.pop(s.key, None)
 
 
 def summary(jt: JobTrigger) -> str:

@@ -49,6 +49,9 @@ class Sync:
         self.generation: int = int(self.meta.get("generation") or 0)
         self.old_status: JSON = dict(obj.get("status") or {})
         self.status: JSON = dict(self.old_status)
+        unwritten = ctl.unwritten_run.get(key)
+        if unwritten is not None and unwritten[0] == self.uid:
+            self.status.update(unwritten[1])  # a run whose status write failed: this sync's write records it
         self.now = ctl.settings.clock()
         self.mounts: tuple[Mounted, ...] = ()
         self.config_interests: list[list[Interest]] = []  # rerunOnConfigChange: [object, its output family]

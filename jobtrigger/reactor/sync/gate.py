@@ -171,10 +171,14 @@ async def create_job(s: Sync, jt: JobTrigger, occurrence: Occurrence) -> None:
         await s.ctl.events.emit(s.obj, "Normal", "JobCreated", f"Created Job {name}: {occurrence.reason}")
     else:
         metrics.JOBS_CREATED.labels(occurrence.trigger, "exists").inc()
-    s.status["lastTriggeredTime"] = rfc3339_ms(s.now)
-    s.status["lastTriggerReason"] = occurrence.reason
-    s.status["lastJobName"] = name
-    s.status["lastJobStatus"] = "Active"
+    run = {
+        "lastTriggeredTime": rfc3339_ms(s.now),
+        "lastTriggerReason": occurrence.reason,
+        "lastJobName": name,
+        "lastJobStatus": "Active",
+    }
+    s.status.update(run)
+    s.ctl.unwritten_run[s.key] = (s.uid, run)  # until a status write has it (conditions.write_status)
 
 
 def _trace(s: Sync, occurrence: Occurrence) -> tracing.OccurrenceTrace | None:

@@ -181,9 +181,10 @@ class Controller:
         # -> (spec hash, entries). A retry after a failed write compares with it instead of taking a new one, so a
         # change that arrives between the two is not swallowed
         self.pending_baselines: dict[tuple[TriggerKey, str], tuple[str, list[JSON]]] = {}
-        # the last run's status fields (lastJobName, lastTriggeredTime...) that no status write has persisted yet:
-        # JobTrigger -> (uid, fields). A write that fails (409: the object changed meanwhile, e.g. a new token)
-        # would otherwise lose them for good when the retry creates no Job (Forbid skips, nothing new to run)
+        # status fields only the sync that did the work can know (the last run, the schedule slot taken, the output
+        # result) that no status write has persisted yet: JobTrigger -> (uid, fields) (Sync.record). A write that
+        # fails (409: the object changed meanwhile, e.g. a new token) would otherwise lose them for good when the
+        # retry creates no Job (Forbid skips, nothing new to run)
         self.unwritten_run: dict[TriggerKey, tuple[str, JSON]] = {}
         # JobTriggers waiting for the controller-wide cap; woken when any Job finishes
         self.capped: set[TriggerKey] = set()

@@ -403,7 +403,8 @@ async def test_a_run_whose_status_write_conflicts_is_still_recorded(
     except AssertionError as e:
         raise AssertionError(f"{e}; status {(await get_jt(kube, namespace, 't')).get('status')}") from None
     assert conflicts == [409], conflicts  # the seam did what it is for
-    assert st["lastJobStatus"] == "Active" and st["lastTriggerReason"] and st["lastTriggeredTime"]
+    assert st["lastJobStatus"] == "Active" and st["lastTriggeredTime"]
+    assert "run-requested=a)" in st["lastTriggerReason"], st["lastTriggerReason"]  # a's run, recorded
     assert first in st["lastSkipped"]["reason"]
     assert await job_count_stays(kube, namespace, "t", 1, 1.5)
     assert ctl.unwritten_run.get((namespace, "t")) is None  # persisted: nothing carried any more

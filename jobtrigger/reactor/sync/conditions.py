@@ -76,6 +76,10 @@ async def write_status(s: Sync) -> None:
     except ApiError as e:
         if e.status == 404:
             return  # deleted meanwhile: the watch's DELETED ends it; retrying would fail forever
+        carried = s.ctl.unwritten_run.get(s.key)
+        if carried is not None and carried[0] == s.uid:
+            # what this sync made of them (e.g. lastJobStatus Succeeded for a Job it then pruned) is newest
+            s.ctl.unwritten_run[s.key] = (s.uid, {k: s.status.get(k) for k in carried[1]})
         raise
     s.ctl.remember_written(s.key, written)
     _persisted(s)
@@ -84,8 +88,8 @@ async def write_status(s: Sync) -> None:
 
 
 def _persisted(s: Sync) -> None:
-    """The status on the server now carries the run fields this sync started from or set (or newer values, e.g.
-    lastJobStatus): stop carrying them. One worker per key, so no other sync set them meanwhile."""
+    """The status on the server now carries the fields this sync started from or recorded (or what it made of them,
+    e.g. lastJobStatus): stop carrying them. One worker per key, so no other sync set them meanwhile."""
     s.ctl.unwritten_run.pop(s.key, None)
 
 

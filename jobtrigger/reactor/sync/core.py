@@ -126,6 +126,14 @@ class Sync:
         self.status["observedGeneration"] = self.generation
         await conditions.write_status(self)
 
+    def record(self, fields: JSON) -> None:
+        """Set status fields only this sync can know — the run it made, the slot it took, the output result of a Job
+        it marked — and keep them in memory until a status write succeeds (see :func:`.conditions.write_status`):
+        a retry after a failed write (409: the object changed) may see new input and could not recompute them."""
+        self.status.update(fields)
+        uid, carried = self.ctl.unwritten_run.get(self.key, (self.uid, {}))
+        self.ctl.unwritten_run[self.key] = (self.uid, {**(carried if uid == self.uid else {}), **fields})
+
     def pending(self, reason: str) -> None:
         """Add to ``status.pending`` (why something waits), joined by ``; ``."""
         current = self.status.get("pending")

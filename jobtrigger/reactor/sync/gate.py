@@ -171,14 +171,14 @@ async def create_job(s: Sync, jt: JobTrigger, occurrence: Occurrence) -> None:
         await s.ctl.events.emit(s.obj, "Normal", "JobCreated", f"Created Job {name}: {occurrence.reason}")
     else:
         metrics.JOBS_CREATED.labels(occurrence.trigger, "exists").inc()
-    run = {
-        "lastTriggeredTime": rfc3339_ms(s.now),
-        "lastTriggerReason": occurrence.reason,
-        "lastJobName": name,
-        "lastJobStatus": "Active",
-    }
-    s.status.update(run)
-    s.ctl.unwritten_run[s.key] = (s.uid, run)  # until a status write has it (conditions.write_status)
+    s.record(
+        {
+            "lastTriggeredTime": rfc3339_ms(s.now),
+            "lastTriggerReason": occurrence.reason,
+            "lastJobName": name,
+            "lastJobStatus": "Active",
+        }
+    )
 
 
 def _trace(s: Sync, occurrence: Occurrence) -> tracing.OccurrenceTrace | None:

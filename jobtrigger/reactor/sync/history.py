@@ -118,9 +118,9 @@ async def persist_output(s: Sync, jt: JobTrigger, job: str, summary: JobSummary)
         result = "failed" if problems and not written else "written" if written else "skipped"
         if problems:
             await s.ctl.events.emit(s.obj, "Warning", "OutputFailed", f"Job {job}: {'; '.join(problems)}")
-            s.status["lastOutputError"] = f"Job {job}: {'; '.join(problems)}"[:1024]
+            s.record({"lastOutputError": f"Job {job}: {'; '.join(problems)}"[:1024]})
         else:
-            s.status["lastOutputError"] = None
+            s.record({"lastOutputError": None})
             if written:
                 await s.ctl.events.emit(s.obj, "Normal", "OutputWritten", f"Job {job}: output written")
     try:
@@ -132,7 +132,7 @@ async def persist_output(s: Sync, jt: JobTrigger, job: str, summary: JobSummary)
         if e.status != 403:
             raise
         # not allowed to mark the Job (the chart's output.enabled is false): remember it in memory only
-        s.status["lastOutputError"] = f"Job {job}: cannot record the output state: {e.message}"[:1024]
+        s.record({"lastOutputError": f"Job {job}: cannot record the output state: {e.message}"[:1024]})
     s.ctl.jobs.objects[(s.ns, job)] = dataclasses.replace(summary, output=result)
 
 

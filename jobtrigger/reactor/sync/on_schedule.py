@@ -44,13 +44,13 @@ async def run_schedule(s: Sync, jt: JobTrigger) -> None:
         )
         if not await gate.run(s, jt, occurrence):
             return  # Queue / cap: the slot stays due; the latest due slot runs when there is room
-        s.status["lastScheduleTime"] = slot
+        s.record({"lastScheduleTime": slot})
     elif d.action == "skip" and d.slot is not None:
-        s.status["lastScheduleTime"] = rfc3339_ms(d.slot)
+        s.record({"lastScheduleTime": rfc3339_ms(d.slot)})
         metrics.SKIPPED.labels("deadline").inc()
         await s.ctl.events.emit(s.obj, "Warning", "MissedSchedule", d.reason)
     if d.missed:
-        s.status["missedSchedules"] = int(s.status.get("missedSchedules") or 0) + d.missed
+        s.record({"missedSchedules": int(s.status.get("missedSchedules") or 0) + d.missed})
         if d.action == "run":
             await s.ctl.events.emit(s.obj, "Warning", "MissedSchedule", d.reason)
     if d.action == "wait" and d.reason == "suspended":

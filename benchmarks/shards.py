@@ -265,7 +265,12 @@ def report(rows: list[Row], info: dict[str, Any], args: argparse.Namespace) -> s
             "Hand-over = from the signal until the remaining replicas' `/debug/shard` sets cover every JobTrigger "
             "again without overlap. After SIGKILL it is bounded below by the lease duration (the others must see the "
             "Lease expire); after SIGTERM the leaving replica drains, deletes its Lease, and the others take over at "
-            "their next renewal (one retry period).",
+            "their next renewal (one retry period). Open watches: every replica watches the JobTriggers and the Jobs "
+            f"of each of the {args.namespaces} namespaces, and the ConfigMaps of each namespace where it owns a "
+            "JobTrigger (one shared watch per kind and namespace): with about "
+            f"{args.jts // max(1, args.namespaces)} JobTriggers per namespace every replica owns some in each, "
+            f"so {3 * args.namespaces} per replica whatever the number of replicas; the ConfigMap watches divide only "
+            "where JobTriggers are few per namespace (docs/operations.md, Sizing).",
             "",
             "Run: `.venv/bin/python -m benchmarks.shards` (writes this section).",
         ]

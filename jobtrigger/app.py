@@ -127,6 +127,10 @@ async def run_controller(
     task: asyncio.Task[None] | None = None
     keeper: asyncio.Task[None] | None = None
     rc = 0
+    # the Lease (leader or shard) is handed over early only once no sync can still be sending a request: the
+    # workers finished (drained) or the controller ended on its own. A sync cut off by cancellation may have sent
+    # a Job create that the server has yet to apply, so otherwise the Lease is left to expire, like after a crash
+    quiet = False
     try:
         if elector is not None:
             log.info(
@@ -150,15 +154,20 @@ async def run_controller(
         waiting: set[asyncio.Task[Any]] = {task, stopper} | ({keeper} if keeper else set())
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if task.done():
+            quiet = True  # the controller ended: no worker runs
             task.result()  # surface a crash
         if keeper is not None and keeper.done():
             log.error("lease lost: stopping so that only the replica that takes over creates Jobs")
             rc = 1
         log.info("shutting down")
         drained = await controller.queue.drain_and_shutdown(shutdown_timeout if rc == 0 else 0)
+        quiet = quiet or drained
         if not drained:
-            log.warning("shutdown timeout: unfinished keys will be redone by the next controller")
-        if membership is not None:
+            log.warning(
+                "shutdown timeout: unfinished keys will be redone by the next controller; the lease is left to "
+                "expire, since a cut-off sync may still have a request on its way"
+            )
+        if membership is not None and quiet:
             # no worker runs any more: give the share away now, before the slower clean-up (Event flush); the
             # renewal loop ends first, so it cannot write the Lease again after the delete
             if keeper is not None and not keeper.done():
@@ -174,12 +183,14 @@ async def run_controller(
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
+        quiet = quiet or task is None  # the controller never started
         if elector is not None:
-            kube.deadline = None  # releasing is allowed (and harmless) even when the proof ran out
-            await elector.release()
+            if quiet:
+                kube.deadline = None  # releasing is allowed (and harmless) even when the proof ran out
+                await elector.release()
             metrics.LEADER.set(0)
-        if membership is not None:
-            kube.deadline = None  # the workers stopped above: deleting our Lease lets the others take over now
+        if membership is not None and quiet:
+            kube.deadline = None  # no worker ran when we stopped: deleting our Lease lets the others take over now
             await membership.leave()
         if runner is not None:
             await runner.cleanup()

@@ -50,6 +50,12 @@ def _controller(args: argparse.Namespace) -> int:
         )
     if args.leader_elect and args.shards:
         raise SystemExit("--leader-elect and --shards exclude each other: shards are active-active already")
+    if (args.leader_elect or args.shards) and not (args.lease_duration > args.renew_deadline > args.retry_period > 0):
+        # the hand-over argument rests on it: a holder stops at the renew deadline, before its Lease can expire
+        raise SystemExit(
+            "--lease-duration must be greater than --renew-deadline, and that greater than --retry-period (> 0): "
+            f"got {args.lease_duration:g} / {args.renew_deadline:g} / {args.retry_period:g}"
+        )
     shard = None
     if args.shards:
         from jobtrigger.shards.membership import ShardConfig

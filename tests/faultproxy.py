@@ -115,6 +115,9 @@ class HttpFaultProxy:
         self.upstream = upstream.rstrip("/")
         self.cert, self.key, self.ca = cert, key, ca
         self.inject: Callable[[str, str], int | None] = lambda method, path: None
+        #: requests for which this returns True are held, never forwarded nor answered (a request "on its way")
+        self.hold: Callable[[str, str], bool] = lambda method, path: False
+        self.held = 0
         self.injected: dict[int, int] = {}
         self.forwarded = 0
         self.port = 0
@@ -147,6 +150,9 @@ class HttpFaultProxy:
             await self._session.close()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.hold(request.method, request.path):
+            self.held += 1
+            await asyncio.Event().wait()  # until the client gives up or the proxy stops
         status = self.inject(request.method, request.path)
         if status is not None:
             self.injected[status] = self.injected.get(status, 0) + 1

@@ -55,6 +55,9 @@ class ShardConfig:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+    #: a peer's Lease not renewed for this long (as seen here; 0: ten lease durations) is deleted: its replica
+    #: is gone for good (a new process has a new identity), and Leases of killed replicas would otherwise pile up
+    collect_after: float = 0.0
 
     @property
     def lease_name(self) -> str:
@@ -206,13 +209,38 @@ class Membership:
         got = await self.kube.get(self.path, labelSelector=f"{LABEL_GROUP}={self.cfg.group}")
         now = asyncio.get_running_loop().time()
         present = set()
+        stale: list[JSON] = []
         for lease in got.get("items") or []:
             ident = (lease.get("spec") or {}).get("holderIdentity") or ""
             present.add(ident)
             self._observe(lease, now)
+            peer = self.peers.get(ident)
+            if peer is not None and now - peer.seen > (self.cfg.collect_after or 10 * peer.duration):
+                stale.append(lease)
         for ident in [i for i in self.peers if i not in present]:
             del self.peers[ident]  # deleted (a clean shutdown) or released
             self.changed.set()
+        for lease in stale:
+            await self._collect(lease)
+
+    async def _collect(self, lease: JSON) -> None:
+        """Delete a long-expired peer Lease, only as we read it (a resourceVersion precondition): a renewal in
+        between keeps it. Its replica stopped acting long ago (at its renew deadline), so nothing changes hands."""
+        meta = lease.get("metadata") or {}
+        try:
+            await self.kube.request(
+                "DELETE",
+                f"{self.path}/{meta.get('name')}",
+                body={
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "preconditions": {"uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")},
+                },
+            )
+            log.info("expired shard lease deleted", extra={"lease": meta.get("name")})
+        except ApiError as e:
+            if e.status not in (404, 409):
+                raise
 
     # ------------------------------------------------------------------ lifecycle
 

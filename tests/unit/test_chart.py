@@ -338,6 +338,17 @@ def test_every_value_has_a_comment() -> None:
         (["--set", "leaderElection.renewDeadlineSeconds=20"], "leaseDurationSeconds > renewDeadlineSeconds"),
         (["--set", "sharding.enabled=true"], "sharding.enabled replaces leader election"),
         (
+            [
+                "--set",
+                "sharding.enabled=true",
+                "--set",
+                "leaderElection.enabled=false",
+                "--set",
+                "leaderElection.renewDeadlineSeconds=20",
+            ],
+            "sharding need leaderElection.leaseDurationSeconds > renewDeadlineSeconds",
+        ),
+        (
             ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"],
             "needs metrics.service.enabled",
         ),

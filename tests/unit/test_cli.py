@@ -78,3 +78,19 @@ def test_version() -> None:
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"jobtrigger {version('jobtrigger')}"
+
+
+@pytest.mark.parametrize("mode", ["--shards", "--leader-elect"])
+@pytest.mark.parametrize(
+    "timings", [["--lease-duration", "10", "--renew-deadline", "10"], ["--renew-deadline", "3", "--retry-period", "3"]]
+)
+def test_lease_timings_out_of_order_are_refused(mode: str, timings: list[str]) -> None:
+    """A holder must stop at its renew deadline before its Lease can expire: refused before anything starts."""
+    r = subprocess.run(
+        [sys.executable, "-m", "jobtrigger.cli", "controller", mode, *timings],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode != 0
+    assert "--lease-duration must be greater than --renew-deadline, and that greater than --retry-period" in r.stderr

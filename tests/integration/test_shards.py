@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import signal
 import subprocess
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +38,32 @@ class Replica:
             kubeconfig, ns, self.port, "--shards", "--leader-election-namespace", ns, "--log-level", "warning", *LEASE
         )
         self.proc: asyncio.subprocess.Process | None = None
+        self.log_path: Path | None = None  # set before start(): its log (JSON lines, level info) goes there
         self.published: frozenset[str] = frozenset()  # the view it published, as of its last answer
         self.identity = ""  # its shard identity (status.shard of what it owns), as of its last answer
 
     async def start(self) -> Replica:
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        if self.log_path is None:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            return self
+        with self.log_path.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv, "--log-level", "info", "--log-format", "json", stdout=subprocess.DEVNULL, stderr=log
+            )
         return self
+
+    def jobs_created_at(self) -> list[datetime]:
+        """When this replica logged a Job it created (its log must be on: ``log_path``)."""
+        assert self.log_path is not None
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if entry.get("msg") == "job created":
+                    out.append(datetime.fromisoformat(entry["ts"]))
+        return out
 
     async def owned(self) -> set[str] | None:
         """What /debug/shard says this replica works on (None: not answering)."""
@@ -326,11 +346,15 @@ async def test_a_partitioned_replica_stops_before_its_lease_can_expire_and_never
     via_proxy = control_plane.work_dir / f"proxy-{proxy.port}.kubeconfig"
     via_proxy.write_text(control_plane.kubeconfig_path.read_text().replace(f":{port}", f":{proxy.port}"))
     cut = Replica(str(via_proxy), namespace)
+    cut.log_path = control_plane.work_dir / f"cut-{proxy.port}.log"
     replicas = [await cut.start(), *[await Replica(kubeconfig, namespace).start() for _ in range(2)]]
     try:
         sets = await wait_for(lambda: _partition(replicas, n), f"{n} JobTriggers split over 3 replicas", 90)
         await wait_for(lambda: _all_ready(kube, namespace, n), "every JobTrigger Ready", timeout=90)
         assert sets[0], "the replica to cut owns JobTriggers"
+        # one change each before the cut: every replica creates Jobs (the cut one's log shows it can)
+        await _stream_values(kube, namespace, n, 60.0, "pre")
+        await wait_for(lambda: _settled(kube, namespace, n), "the changes before the cut ran", 60)
         loop = asyncio.get_running_loop()
         lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
         group = "jobtrigger.dev/shard-group=jobtrigger"
@@ -338,8 +362,10 @@ async def test_a_partitioned_replica_stops_before_its_lease_can_expire_and_never
             lease["spec"]["holderIdentity"]: lease["spec"]["renewTime"]
             for lease in (await kube.get(lease_path, labelSelector=group))["items"]
         }
+        created_before = len(cut.jobs_created_at())
         proxy.blackhole()
         t_cut = loop.time()
+        wall_cut = datetime.now(UTC)
         assert cut.proc is not None
         stream = asyncio.create_task(_stream_n(kube, namespace, n, 30.0))  # changes during the partition
         # heal the partition after the cut replica's renew deadline (3 s) but before the others may take over
@@ -364,6 +390,11 @@ async def test_a_partitioned_replica_stops_before_its_lease_can_expire_and_never
         await stream
 
         await wait_for(lambda: _settled(kube, namespace, n), "the latest state of every ConfigMap ran, once", 60)
+        # it created Jobs before the cut (its log works), none after: its creates during the partition could not
+        # arrive, and after the heal it had stopped (a create sent after the heal would have succeeded and be logged)
+        created = cut.jobs_created_at()
+        assert created_before > 0, "the cut replica logged no Job before the cut"
+        assert not [t for t in created if t > wall_cut], f"the cut replica created Jobs after the cut: {created}"
         print(f"\npartition: the cut replica exited {t_exit:.1f} s after the cut; takeover at {t_takeover:.1f} s")
     finally:
         proxy.restore()

@@ -22,6 +22,7 @@ import yaml
 from benchmarks.common import configmap_jobtrigger, controller_argv
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.kube.client import JSON, ApiError, KubeClient
+from jobtrigger.shards.ring import owner
 from jobtrigger.triggers.fields import hash_paths
 from tests.faultproxy import FaultProxy, HttpFaultProxy
 from tests.integration.conftest import Runner, free_port, jobs_of, stays, wait_for, wait_jobs, wait_ready
@@ -176,14 +177,18 @@ async def test_three_replicas_split_the_jobtriggers_and_each_has_exactly_one_own
     try:
         sets = await wait_for(lambda: _partition(replicas, N), f"{N} JobTriggers split over 3 replicas", timeout=90)
         sizes = sorted(len(s) for s in sets)
-        assert all(75 <= x <= 125 for x in sizes), sizes  # 100 ± 25 each
-        for _ in range(20):  # every moment sampled: one owner per JobTrigger, none without
-            # (a replica slow to answer its /debug/shard on a loaded machine is asked again, up to three times)
-            sample = None
-            for _ in range(3):
-                if (sample := await _partition(replicas, N)) is not None:
-                    break
-            assert sample is not None, "a JobTrigger owned by no replica, or a replica not answering"
+        # each owns exactly its rendezvous share of the view they all published. How even the shares are is the hash's
+        # property (binomial: 100 ± 8.2 for one sd, outside 100 ± 25 for 0.5 % of identity draws), tested over many
+        # draws in tests/unit/test_ring.py; asserting it here on one random draw would fail 1 run in 200
+        view = replicas[0].published
+        keys = sorted(k for s in sets for k in s)
+        for r, owned in zip(replicas, sets, strict=True):
+            share = {k for k in keys if owner(k, view) == r.identity}
+            assert owned == share, f"{r.identity} owns {len(owned)}, its share of {sorted(view)} is {len(share)}"
+        for _ in range(20):  # every moment sampled: never two owners (asserted inside); and one owner for each:
+            # settled again within 10 s (a renewal that comes late on a loaded machine makes the peers drop and re-add
+            # a replica, and a hand-over leaves a JobTrigger unowned for a moment by design: stopped, then published)
+            await wait_for(lambda: _partition(replicas, N), "every JobTrigger owned by one replica", timeout=10)
             await asyncio.sleep(0.2)
         await wait_for(lambda: _all_ready(kube, namespace, N), "every JobTrigger Ready", timeout=90)
         owner_of = {k: i for i, s in enumerate(sets) for k in s}

@@ -99,6 +99,7 @@ class Membership:
     _dirty: bool = False  # a key was refused that the last recompute allowed
     _owners: dict[frozenset[str], dict[str, str | None]] = field(default_factory=dict)
     _lease: JSON | None = None
+    _stale: list[JSON] = field(default_factory=list)  # peer Leases expired long ago, as last read
 
     # ------------------------------------------------------------------ the gate
 
@@ -209,38 +210,48 @@ class Membership:
         got = await self.kube.get(self.path, labelSelector=f"{LABEL_GROUP}={self.cfg.group}")
         now = asyncio.get_running_loop().time()
         present = set()
-        stale: list[JSON] = []
+        self._stale = []
         for lease in got.get("items") or []:
             ident = (lease.get("spec") or {}).get("holderIdentity") or ""
             present.add(ident)
             self._observe(lease, now)
             peer = self.peers.get(ident)
             if peer is not None and now - peer.seen > (self.cfg.collect_after or 10 * peer.duration):
-                stale.append(lease)
+                self._stale.append(lease)
         for ident in [i for i in self.peers if i not in present]:
             del self.peers[ident]  # deleted (a clean shutdown) or released
             self.changed.set()
-        for lease in stale:
-            await self._collect(lease)
 
-    async def _collect(self, lease: JSON) -> None:
-        """Delete a long-expired peer Lease, only as we read it (a resourceVersion precondition): a renewal in
-        between keeps it. Its replica stopped acting long ago (at its renew deadline), so nothing changes hands."""
-        meta = lease.get("metadata") or {}
-        try:
-            await self.kube.request(
-                "DELETE",
-                f"{self.path}/{meta.get('name')}",
-                body={
-                    "kind": "DeleteOptions",
-                    "apiVersion": "v1",
-                    "preconditions": {"uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")},
-                },
-            )
-            log.info("expired shard lease deleted", extra={"lease": meta.get("name")})
-        except ApiError as e:
-            if e.status not in (404, 409):
-                raise
+    async def _collect(self) -> None:
+        """Delete the long-expired peer Leases the last read found, each only as read (a resourceVersion
+        precondition: a renewal in between keeps it). Their replicas stopped acting long ago (at their renew
+        deadline), so nothing changes hands. Best effort, after our renewal: a failure here never costs our Lease."""
+        for lease in self._stale:
+            meta = lease.get("metadata") or {}
+            try:
+                await asyncio.wait_for(
+                    self.kube.request(
+                        "DELETE",
+                        f"{self.path}/{meta.get('name')}",
+                        body={
+                            "kind": "DeleteOptions",
+                            "apiVersion": "v1",
+                            "preconditions": {"uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")},
+                        },
+                    ),
+                    timeout=max(0.001, min(5.0, self.remaining())),
+                )
+                log.info("expired shard lease deleted", extra={"lease": meta.get("name")})
+            except ApiError as e:
+                if e.status not in (404, 409):
+                    log.warning(
+                        "could not delete an expired shard lease", extra={"lease": meta.get("name"), "error": str(e)}
+                    )
+            except TimeoutError:
+                log.warning(
+                    "could not delete an expired shard lease", extra={"lease": meta.get("name"), "error": "timeout"}
+                )
+        self._stale = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -290,6 +301,7 @@ class Membership:
         else:
             await self._write(view)  # renewal
         self._update_allowed()
+        await self._collect()
 
     def _update_allowed(self) -> None:
         """Recompute what this replica may work on when a view it depends on changed (not on every renewal: a

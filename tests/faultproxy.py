@@ -13,6 +13,7 @@ import contextlib
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import yaml
@@ -69,11 +70,16 @@ class FaultProxy:
 
     def kubeconfig_via_proxy(self, kubeconfig: str, out: Path) -> str:
         """A copy of ``kubeconfig`` whose server URL points at the proxy."""
-        cfg = yaml.safe_load(Path(kubeconfig).read_text())
-        for cluster in cfg["clusters"]:
-            cluster["cluster"]["server"] = f"https://127.0.0.1:{self.port}"
-        out.write_text(yaml.safe_dump(cfg))
-        return str(out)
+        return kubeconfig_via(kubeconfig, self.port, out)
+
+
+def kubeconfig_via(kubeconfig: str, port: int, out: Path) -> str:
+    """A copy of ``kubeconfig`` whose server URL is ``https://127.0.0.1:<port>`` (a proxy in front of the server)."""
+    cfg = yaml.safe_load(Path(kubeconfig).read_text())
+    for cluster in cfg["clusters"]:
+        cluster["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    out.write_text(yaml.safe_dump(cfg))
+    return str(out)
 
 
 class _Conn:
@@ -142,6 +148,18 @@ class HttpFaultProxy:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self.port
+
+    @classmethod
+    def in_front_of(cls, control_plane: Any) -> HttpFaultProxy:
+        """A proxy for the suite's own control plane, serving with its API server's certificate."""
+        pki = control_plane.ca_path.parent
+        return cls(
+            control_plane.server_url, cert=pki / "apiserver.crt", key=pki / "apiserver.key", ca=control_plane.ca_path
+        )
+
+    def kubeconfig_via_proxy(self, kubeconfig: str, out: Path) -> str:
+        """A copy of ``kubeconfig`` whose server URL points at the proxy (once started)."""
+        return kubeconfig_via(kubeconfig, self.port, out)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -7,7 +7,6 @@ import random
 from pathlib import Path
 
 import pytest
-import yaml
 
 from jobtrigger import metrics
 from jobtrigger.envtest import ControlPlane
@@ -21,22 +20,16 @@ async def test_throttled_api_server_loses_nothing(
 ) -> None:
     if control_plane is None:
         pytest.skip("needs the suite's own control plane (its serving certificate)")
-    pki = control_plane.ca_path.parent
-    proxy = HttpFaultProxy(
-        control_plane.server_url, cert=pki / "apiserver.crt", key=pki / "apiserver.key", ca=control_plane.ca_path
-    )
-    port = await proxy.start()
-    cfg = yaml.safe_load(Path(kubeconfig).read_text())  # noqa: ASYNC240
-    cfg["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
-    via_proxy = tmp_path / "kubeconfig"
-    via_proxy.write_text(yaml.safe_dump(cfg))
+    proxy = HttpFaultProxy.in_front_of(control_plane)
+    await proxy.start()
+    via_proxy = proxy.kubeconfig_via_proxy(kubeconfig, tmp_path / "kubeconfig")
 
     n = 12
     for i in range(n):
         await create_cm(kube, namespace, f"cm{i}", {"v": "0"})
         watch = [{"apiVersion": "v1", "kind": "ConfigMap", "name": f"cm{i}"}]
         await create_jt(kube, namespace, f"t{i}", {"resources": {"cooldown": "0s", "watch": watch}}, history=10)
-    runner = Runner(str(via_proxy), namespace)
+    runner = Runner(via_proxy, namespace)
     await runner.start()
     try:
         for i in range(n):

@@ -17,7 +17,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 
 from benchmarks.common import configmap_jobtrigger, controller_argv
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
@@ -509,17 +508,11 @@ async def test_a_replica_whose_drain_times_out_keeps_its_lease_until_it_expires(
     finishes deletes its Lease, so the others take over at their next renewal."""
     if control_plane is None:
         pytest.skip("needs the suite's own control plane (its serving certificate)")
-    pki = control_plane.ca_path.parent
-    proxy = HttpFaultProxy(
-        control_plane.server_url, cert=pki / "apiserver.crt", key=pki / "apiserver.key", ca=control_plane.ca_path
-    )
-    port = await proxy.start()
-    cfg = yaml.safe_load(Path(kubeconfig).read_text())  # noqa: ASYNC240
-    cfg["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
-    via_proxy = tmp_path / "kubeconfig"
-    via_proxy.write_text(yaml.safe_dump(cfg))
+    proxy = HttpFaultProxy.in_front_of(control_plane)
+    await proxy.start()
+    via_proxy = proxy.kubeconfig_via_proxy(kubeconfig, tmp_path / "kubeconfig")
     await _setup(kube, namespace, 2)
-    stuck = Replica(str(via_proxy), namespace)
+    stuck = Replica(via_proxy, namespace)
     # a renew deadline (which bounds every request) well beyond the drain timeout: the create is still on its way
     # when the drain gives up, even on a loaded machine
     stuck.argv += ["--shutdown-timeout", "1", "--lease-duration", "12", "--renew-deadline", "10", "--retry-period", "1"]

@@ -33,9 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from benchmarks.common import ROOT, cpu_seconds, write_section
 from benchmarks.compare import JobWatch, Peer, ensure_kopf
-from benchmarks.latency import server_cpu
+from benchmarks.latency import metric, scrape_controller, server_cpu
 from jobtrigger.demo import install_crd
 from jobtrigger.envtest import ControlPlane
 from jobtrigger.kube.client import ApiError, KubeClient
@@ -56,6 +58,7 @@ class Step:
     duplicates: int = 0
     cpu_ms_per_job: float = NAN
     server_cpu_ms_per_job: float = NAN
+    requests_per_job: float = NAN  # jobtrigger: its API requests in the step (jobtrigger_api_requests_total) / Jobs
 
     def pct(self, p: float) -> float:
         xs = sorted(self.latencies_ms)
@@ -76,6 +79,8 @@ class Curve:
     system: str
     steps: list[Step] = field(default_factory=list)
     burst_jobs_per_s: float = NAN
+    #: jobtrigger: last Job of the burst seen -> no status write deferred any more (write-behind caught up), s
+    status_lag_s: float = NAN
     error: str = ""
 
     def knee(self) -> float:
@@ -172,13 +177,14 @@ async def measure(system: str, args: argparse.Namespace, kube: KubeClient, cp: C
             names = [f"cm{(k + j) % args.pool}" for j in range(n)]
             k += n
             step = Step(rate)
-            c0, s0 = cpu_seconds(pid) if pid else NAN, server_cpu(cp)
+            c0, s0, r0 = cpu_seconds(pid) if pid else NAN, server_cpu(cp), await requests(peer)
             await drive(kube, peer.ns, watch, step, names, settle=20)
-            c1, s1 = cpu_seconds(pid) if pid else NAN, server_cpu(cp)
+            c1, s1, r1 = cpu_seconds(pid) if pid else NAN, server_cpu(cp), await requests(peer)
             jobs = len(step.latencies_ms) + step.duplicates
             if jobs:
                 step.cpu_ms_per_job = 1000 * (c1 - c0) / jobs
                 step.server_cpu_ms_per_job = 1000 * (s1 - s0) / jobs
+                step.requests_per_job = (r1 - r0) / jobs
             curve.steps.append(step)
             print(
                 f"{system} {rate:g}/s: p50 {step.pct(50):.1f} p99 {step.pct(99):.1f} ms, backlog "
@@ -197,7 +203,13 @@ async def measure(system: str, args: argparse.Namespace, kube: KubeClient, cp: C
             last = max((v[-1] for cm, v in watch.seen.items() if cm in set(names)), default=NAN)
             if not burst.missing and not math.isnan(last):
                 curve.burst_jobs_per_s = len(names) / (last - t0)
-            print(f"{system} burst of {len(names)}: {curve.burst_jobs_per_s:.1f} Jobs/s", file=sys.stderr)
+                if system == "jobtrigger":
+                    curve.status_lag_s = await caught_up(peer) - last
+            print(
+                f"{system} burst of {len(names)}: {curve.burst_jobs_per_s:.1f} Jobs/s"
+                + (f", status caught up {curve.status_lag_s:.1f} s later" if system == "jobtrigger" else ""),
+                file=sys.stderr,
+            )
     except Exception as e:  # the report says which system failed and why; the others are still measured
         curve.error = f"{type(e).__name__}: {e}"
         print(f"{system}: FAILED: {curve.error}", file=sys.stderr)
@@ -211,6 +223,27 @@ async def measure(system: str, args: argparse.Namespace, kube: KubeClient, cp: C
         with contextlib.suppress(ApiError):
             await peer.cleanup(kube)
     return curve
+
+
+async def requests(peer: Peer) -> float:
+    """jobtrigger's API requests so far (NaN for the other systems)."""
+    if peer.name != "jobtrigger" or peer.port is None:
+        return NAN
+    async with aiohttp.ClientSession() as http:
+        return metric(await scrape_controller(http, peer.port), "jobtrigger_api_requests_total")
+
+
+async def caught_up(peer: Peer, timeout: float = 300) -> float:
+    """perf_counter when jobtrigger has no deferred status write left (write-behind caught up)."""
+    assert peer.port is not None
+    deadline = time.perf_counter() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.perf_counter() < deadline:
+            text = await scrape_controller(http, peer.port)
+            if metric(text, "jobtrigger_status_behind_jobtriggers") == 0:
+                return time.perf_counter()
+            await asyncio.sleep(0.2)
+    return NAN
 
 
 async def main_async(args: argparse.Namespace) -> tuple[list[list[Curve]], dict[str, Any]]:
@@ -274,6 +307,8 @@ def report(runs: list[list[Curve]], info: dict[str, Any], args: argparse.Namespa
             f"| {s} | {spread([st.cpu_ms_per_job for st in at100], '{:.2f}') if s != 'floor' else '— (in process)'} "
             f"| {spread([st.server_cpu_ms_per_job for st in at100], '{:.1f}')} |"
         )
+    jt100 = [st for c in by.get("jobtrigger", []) for st in c.steps if st.rate == 100.0]
+    lags = [c.status_lag_s for c in by.get("jobtrigger", [])]
     errors = [f"- {c.system}: {c.error}" for run in runs for c in run if c.error]
     head = " | ".join(f"{s} p99 ms" for s in args.system_list)
     return "\n".join(
@@ -309,6 +344,12 @@ def report(runs: list[list[Curve]], info: dict[str, Any], args: argparse.Namespa
             "| system | its process | API server + etcd |",
             "|---|---|---|",
             *cpu_rows,
+            "",
+            "jobtrigger's API requests per Job at 100 changes/s: "
+            f"{spread([st.requests_per_job for st in jt100], '{:.2f}')}"
+            " (the floor: 1, the Job create). After the burst, the statuses written behind "
+            "([write-behind](concepts.md#status-write-behind)) were all written "
+            f"{spread(lags, '{:.1f}')} s after the burst's last Job was seen.",
             *(["", "Failures:", *errors] if errors else []),
             "",
             "Run: `.venv/bin/python -m benchmarks.curve` (writes this section and the plot).",
@@ -358,7 +399,8 @@ def load(path: Path, args: argparse.Namespace) -> tuple[list[list[Curve]], dict[
                 c["system"],
                 [Step(**st) for st in c["steps"]],
                 c["burst"] if c["burst"] is not None else NAN,
-                c["error"],
+                status_lag_s=c.get("status_lag", NAN) if c.get("status_lag") is not None else NAN,
+                error=c["error"],
             )
             for c in run
         ]
@@ -405,7 +447,7 @@ def main() -> int:
     text = report(runs, info, args)
     print(text)
     if args.json:
-        raw = [[{"system": c.system, "burst": c.burst_jobs_per_s, "error": c.error,
+        raw = [[{"system": c.system, "burst": c.burst_jobs_per_s, "status_lag": c.status_lag_s, "error": c.error,
                  "steps": [vars(s) for s in c.steps]} for c in run] for run in runs]  # fmt: skip
         args.json.write_text(json.dumps({"info": info, "args": vars(args), "runs": raw}, default=str))
     if not args.quick:

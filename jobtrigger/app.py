@@ -21,6 +21,7 @@ from jobtrigger import metrics, tracing
 from jobtrigger.kube.client import KubeClient
 from jobtrigger.kube.leader import LeaderElector, LeaseConfig
 from jobtrigger.reactor.controller import Controller, Settings
+from jobtrigger.reactor.writebehind import flush_deferred
 from jobtrigger.shards.membership import Membership, ShardConfig, debug_state
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,13 @@ async def run_controller(
         log.info("shutting down")
         drained = await controller.queue.drain_and_shutdown(shutdown_timeout if rc == 0 else 0)
         quiet = quiet or drained
+        if drained and rc == 0:
+            # run records deferred by write-behind: written now, so the next controller need not read them back
+            # from the Jobs (it would, correctly, but a status that is current at once is what kubectl users expect)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(shutdown_timeout):
+                    written = await flush_deferred(controller)
+                    log.info("deferred status writes flushed", extra={"jobtriggers": written})
         if not drained:
             log.warning(
                 "shutdown timeout: unfinished keys will be redone by the next controller; the lease is left to "

@@ -39,6 +39,8 @@ def _controller(args: argparse.Namespace) -> int:
         max_active_jobs=args.max_active_jobs,
         event_qps=args.event_qps,
         event_burst=args.event_burst,
+        status_qps=args.status_qps,
+        status_burst=args.status_burst,
         selector=args.selector or None,
         hash_key=_hash_key("JOBTRIGGER_HASH_KEY"),
         previous_hash_key=_hash_key("JOBTRIGGER_HASH_KEY_PREVIOUS"),
@@ -202,6 +204,20 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=int(_env("JOBTRIGGER_EVENT_BURST", "25")),
         help="Event writes allowed at once before --event-qps applies [env JOBTRIGGER_EVENT_BURST]",
+    )
+    c.add_argument(
+        "--status-qps",
+        type=float,
+        default=float(_env("JOBTRIGGER_STATUS_QPS", "20")),
+        help="status writes per second that record resource runs at once; over it, such writes wait and merge "
+        "into one later write per JobTrigger (the runs are on their Jobs meanwhile); 0: always at once "
+        "[env JOBTRIGGER_STATUS_QPS]",
+    )
+    c.add_argument(
+        "--status-burst",
+        type=int,
+        default=int(_env("JOBTRIGGER_STATUS_BURST", "50")),
+        help="status writes allowed at once before --status-qps applies [env JOBTRIGGER_STATUS_BURST]",
     )
     c.add_argument(
         "--http-addr",

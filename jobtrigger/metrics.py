@@ -36,3 +36,13 @@ SHARD_HANDOVERS = Counter(
     ["direction"],
 )
 JOBTRIGGERS = Gauge("jobtrigger_jobtriggers", "JobTriggers by the reason of their Ready condition", ["reason"])
+STATUS_BEHIND = Gauge(
+    "jobtrigger_status_behind_jobtriggers",
+    "JobTriggers whose status write is deferred (--status-qps spent): their runs are recorded on their Jobs so far",
+)
+STATUS_FLUSHES = Counter(
+    "jobtrigger_status_flushes_total", "Deferred status writes handed to a sync by the write-behind flusher"
+)
+STATUS_DEFERRED = Counter(
+    "jobtrigger_status_deferred_total", "Status writes deferred and merged into a later write of the same JobTrigger"
+)

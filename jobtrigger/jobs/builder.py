@@ -28,6 +28,9 @@ ANNOTATION_OBJECTS = "jobtrigger.dev/objects"
 ANNOTATION_RUN_REQUESTED = "jobtrigger.dev/run-requested"
 ANNOTATION_OUTPUT = "jobtrigger.dev/output"  # on the Job: its output was handled (written|skipped|failed)
 ANNOTATION_CREATED = "jobtrigger.dev/created"  # ms precision; orders Jobs created within one second
+#: resource/config runs: the baseline the Job ran for, so that a run whose status write was deferred (write-behind)
+#: or lost in a crash is read back from its Job (reactor/sync/on_resources.py)
+ANNOTATION_BASELINE = "jobtrigger.dev/baseline"
 ENV_PREFIX = "JOBTRIGGER_"
 MAX_OBJECTS = 50  # changed objects listed in the annotation / env var
 MAX_NAME = 63  # Job names become a pod label value (job-name), so 63, not 253
@@ -55,6 +58,7 @@ class Occurrence:
     env: tuple[tuple[str, str], ...] = ()  # extra JOBTRIGGER_* variables
     labels: tuple[tuple[str, str], ...] = ()  # extra Job labels
     mounts: tuple[Mounted, ...] = field(default=())
+    annotations: tuple[tuple[str, str], ...] = ()  # extra Job annotations (the resource baseline)
 
 
 def job_name(trigger_name: str, trigger_uid: str, occurrence_key: str) -> str:
@@ -89,6 +93,7 @@ def build_job(
         annotations["jobtrigger.dev/" + key.removeprefix(ENV_PREFIX).lower().replace("_", "-")] = value
     if occurrence.objects:
         annotations[ANNOTATION_OBJECTS] = objects_json(occurrence.objects)
+    annotations.update(occurrence.annotations)
 
     job_spec = copy.deepcopy(spec.job_template.spec)
     # the shape was checked by validation.job_template_errors; a null (YAML `metadata:` alone) counts as absent

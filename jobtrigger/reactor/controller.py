@@ -46,6 +46,7 @@ from jobtrigger.reactor.podwatches import PodWatches
 from jobtrigger.reactor.queue import QueueShutDown, WorkQueue
 from jobtrigger.reactor.sync.core import Sync
 from jobtrigger.reactor.watches import ResourceWatches, TriggerKey
+from jobtrigger.reactor.writebehind import WriteBehind, flush_deferred
 from jobtrigger.timefmt import rfc3339_ms
 from jobtrigger.triggers.fields import HashKey
 
@@ -73,6 +74,10 @@ class Settings:
     #: Event writes per second and burst (creates and count updates; over it, Events fold into their series)
     event_qps: float = 5.0
     event_burst: int = 25
+    #: status writes per second and burst that may record resource runs at once; over it they are merged into a
+    #: later write of the same JobTrigger (write-behind, see reactor/writebehind.py); 0: always write at once
+    status_qps: float = 20.0
+    status_burst: int = 50
     #: key of the field hashes persisted in status (None: unkeyed, as before 0.2), and the one before a rotation
     hash_key: HashKey | None = None
     previous_hash_key: HashKey | None = None
@@ -186,6 +191,8 @@ class Controller:
         # fails (409: the object changed meanwhile, e.g. a new token) would otherwise lose them for good when the
         # retry creates no Job (Forbid skips, nothing new to run)
         self.unwritten_run: dict[TriggerKey, tuple[str, JSON]] = {}
+        # the status write budget and the JobTriggers whose run records wait in unwritten_run (write-behind)
+        self.write_behind = WriteBehind(self.settings.status_qps, self.settings.status_burst)
         # JobTriggers waiting for the controller-wide cap; woken when any Job finishes
         self.capped: set[TriggerKey] = set()
         self._active_jobs = 0  # active Jobs in the Job watch cache, kept incrementally
@@ -223,6 +230,7 @@ class Controller:
                 await self.jobs.wait_synced()
                 for i in range(self.settings.workers):
                     tg.start_soon(self._worker, i, name=f"worker {i}")
+                tg.start_soon(self.write_behind.run, self.queue.add, name="status flusher")
                 await self.triggers.wait_synced()
                 self.ready.set()
         finally:
@@ -361,6 +369,7 @@ class Controller:
         for k in [k for k in self.pending_baselines if k[0] == key]:
             del self.pending_baselines[k]
         self.unwritten_run.pop(key, None)
+        self.write_behind.written(key)
         self.note_state(key, None)
 
     async def drain(self, give_up: Callable[[str], bool]) -> None:
@@ -368,12 +377,14 @@ class Controller:
         closed. The ownership gate already refuses them, so no new sync of them starts meanwhile."""
         while any(give_up(f"{k[0]}/{k[1]}") for k in self.queue.processing()):  # noqa: ASYNC110 (a short poll)
             await asyncio.sleep(0.02)
+        await flush_deferred(self, lambda k: give_up(f"{k[0]}/{k[1]}"))
         for key in list(self.triggers.objects):
             if give_up(f"{key[0]}/{key[1]}"):
                 self.release(key)
 
     async def sync(self, key: TriggerKey) -> None:
         if self.owns is not None and not self.owns(key):
+            await flush_deferred(self, lambda k: k == key)  # given away: its deferred status goes first
             self.release(key)
             return
         obj = self.triggers.objects.get(key)

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jobtrigger.jobs.builder import ANNOTATION_CREATED, ANNOTATION_OUTPUT, LABEL_OWNER
+from jobtrigger.jobs.builder import (
+    ANNOTATION_BASELINE,
+    ANNOTATION_CREATED,
+    ANNOTATION_OCCURRENCE,
+    ANNOTATION_OUTPUT,
+    LABEL_OWNER,
+)
 from jobtrigger.kube.client import JSON
 
 JOBS_PATH = "/apis/batch/v1"
@@ -25,6 +31,8 @@ class JobSummary:
     #: uid of the controlling JobTrigger (ownerReference): the label names the owner, the uid says which
     #: incarnation of that name; a JobTrigger deleted and re-created under the same name owns none of the old Jobs
     owner_uid: str = ""
+    occurrence: str = ""  # jobtrigger.dev/occurrence: the occurrence key (resources/<run>/<digest>, ...)
+    baseline: str = ""  # jobtrigger.dev/baseline (resource and config runs): the baseline it ran for, as JSON
 
 
 def _controller_uid(meta: JSON) -> str:
@@ -46,5 +54,12 @@ def summarize_job(obj: JSON) -> JobSummary | None:
     annotations = meta.get("annotations") or {}
     created = annotations.get(ANNOTATION_CREATED) or meta.get("creationTimestamp", "")
     return JobSummary(
-        owner, meta.get("uid", ""), created, state, annotations.get(ANNOTATION_OUTPUT, ""), _controller_uid(meta)
+        owner,
+        meta.get("uid", ""),
+        created,
+        state,
+        annotations.get(ANNOTATION_OUTPUT, ""),
+        _controller_uid(meta),
+        annotations.get(ANNOTATION_OCCURRENCE, ""),
+        annotations.get(ANNOTATION_BASELINE, ""),
     )

@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from jobtrigger import metrics
 from jobtrigger.api.models import GROUP, PLURAL, VERSION, JobTrigger
 from jobtrigger.jobs.builder import ANNOTATION_RUN_REQUESTED
 from jobtrigger.kube.client import JSON, ApiError
 from jobtrigger.reactor.watches import Interest
+from jobtrigger.reactor.writebehind import DEFERRABLE
 from jobtrigger.timefmt import rfc3339_ms
 
 if TYPE_CHECKING:
@@ -64,6 +66,16 @@ async def write_status(s: Sync) -> None:
     if desired == {k: v for k, v in s.old_status.items() if v is not None}:
         _persisted(s)
         return
+    changed = {k for k in desired.keys() | s.old_status.keys() if desired.get(k) != s.old_status.get(k)}
+    if s.deferrable and changed <= DEFERRABLE and s.ctl.write_behind.defer(s.key):
+        # write-behind: only run records changed, each backed by its Job's baseline annotation; kept in memory
+        # (every later sync starts from them) until the flusher hands this JobTrigger to a sync that writes
+        carried = s.ctl.unwritten_run.get(s.key)
+        fields = dict(carried[1]) if carried is not None and carried[0] == s.uid else {}
+        fields.update({k: s.status.get(k) for k in changed})
+        s.ctl.unwritten_run[s.key] = (s.uid, fields)
+        metrics.STATUS_DEFERRED.inc()
+        return
     # only the fields that changed (each replaced whole, as before): a smaller body for the server to decode,
     # merge and validate; the resourceVersion precondition still makes it a write of the whole status we saw
     patch: JSON = {k: None for k in s.old_status if k not in desired}
@@ -91,6 +103,9 @@ def _persisted(s: Sync) -> None:
     """The status on the server now carries the fields this sync started from or recorded (or what it made of them,
     e.g. lastJobStatus): stop carrying them. One worker per key, so no other sync set them meanwhile."""
     s.ctl.unwritten_run.pop(s.key, None)
+    s.ctl.write_behind.written(s.key)
+    if s.requeue:
+        s.ctl.queue.add(s.key)  # work held back until the status caught up (pruning): now it may run
 
 
 def summary(jt: JobTrigger) -> str:

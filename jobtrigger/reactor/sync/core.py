@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from jobtrigger import tracing
+from jobtrigger.api.models import JobTrigger
 from jobtrigger.api.validation import SpecError
 from jobtrigger.jobs.builder import Mounted
 from jobtrigger.kube.client import JSON
@@ -58,6 +59,10 @@ class Sync:
         self.arrival: float | None = None  # monotonic time of the watch event that led to this sync
         self.started = time.monotonic()
         self.traces: list[tracing.OccurrenceTrace] = []  # open traces of the occurrences run (tracing on)
+        #: may the status write wait (write-behind)? Off once this sync deletes a Job or records a run that its Job
+        #: cannot carry, and for JobTriggers whose Jobs may vanish on their own (see :func:`deferrable`)
+        self.deferrable = True
+        self.requeue = False  # sync again once the status is written (pruning held back while it was behind)
 
     async def run(self) -> None:
         jt, errors = self.ctl.parsed(self.key, self.obj)
@@ -65,6 +70,7 @@ class Sync:
             await validate.invalid(self, "InvalidSpec", errors)
             return
         self.status["triggers"] = conditions.summary(jt)
+        self.deferrable = deferrable(jt)
         self.status["shard"] = self.ctl.shard_identity  # None (removed) without sharding
         if len(self.name) > 63:
             await validate.invalid(
@@ -138,3 +144,15 @@ class Sync:
         """Add to ``status.pending`` (why something waits), joined by ``; ``."""
         current = self.status.get("pending")
         self.status["pending"] = f"{current}; {reason}" if current else reason
+
+
+def deferrable(jt: JobTrigger) -> bool:
+    """May this JobTrigger's run records wait for a later status write? Not when its Jobs may be gone before then
+    without us deleting them: a ``ttlSecondsAfterFinished`` in the template, or a history limit of 0 (the Job is
+    pruned as soon as it finishes). A restart reads a deferred run back from the newest Job's baseline annotation,
+    so that Job must still exist."""
+    spec = jt.spec
+    if (spec.job_template.spec or {}).get("ttlSecondsAfterFinished") is not None:
+        return False
+    limits = (spec.successful_jobs_history_limit, spec.failed_jobs_history_limit)  # `history` is at least 1
+    return all(limit is None or limit > 0 for limit in limits)

@@ -111,6 +111,7 @@ async def run(s: Sync, jt: JobTrigger, occurrence: Occurrence) -> bool:
 
 
 async def replace(s: Sync, active: list[str]) -> None:
+    s.deferrable = False  # a sync that deletes Jobs writes its status at once (see history.run_jobs)
     for job in active:
         try:
             await s.ctl.kube.delete(f"{JOBS_PATH}/namespaces/{s.ns}/jobs/{job}")

@@ -52,16 +52,26 @@ async def run_jobs(s: Sync, jt: JobTrigger) -> None:
         if spec.failed_jobs_history_limit is not None
         else (spec.history or DEFAULT_HISTORY),
     }
+    doomed: list[str] = []
     for state, limit in limits.items():
         finished = sorted((j.created, n) for n, j in prunable.items() if j.state == state)
-        for _, name in finished[: max(0, len(finished) - limit)]:
-            try:
-                await s.ctl.kube.delete(f"{JOBS_PATH}/namespaces/{s.ns}/jobs/{name}")
-                metrics.JOBS_DELETED.inc()
-                log.info("job pruned", extra={"jobtrigger": f"{s.ns}/{s.name}", "job": name})
-            except ApiError as e:
-                if e.status != 404:
-                    raise
+        doomed += [name for _, name in finished[: max(0, len(finished) - limit)]]
+    if doomed and s.ctl.write_behind.behind(s.key):
+        # the status is behind: a restart would read the deferred runs back from the newest Jobs' baseline
+        # annotations, so no Job goes before the status has them. This sync writes it; the next one prunes
+        s.deferrable = False
+        s.requeue = True
+        return
+    if doomed:
+        s.deferrable = False  # as before write-behind: the deletes and the status write in one sync
+    for name in doomed:
+        try:
+            await s.ctl.kube.delete(f"{JOBS_PATH}/namespaces/{s.ns}/jobs/{name}")
+            metrics.JOBS_DELETED.inc()
+            log.info("job pruned", extra={"jobtrigger": f"{s.ns}/{s.name}", "job": name})
+        except ApiError as e:
+            if e.status != 404:
+                raise
 
 
 async def persist_output(s: Sync, jt: JobTrigger, job: str, summary: JobSummary) -> None:

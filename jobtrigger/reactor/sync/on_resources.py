@@ -5,6 +5,7 @@ status, hands a due occurrence to the run gate and writes the new baseline into 
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 from jobtrigger import metrics
 from jobtrigger.api.models import JobTrigger, ResourceHash
 from jobtrigger.api.validation import parse_duration
-from jobtrigger.jobs.builder import Occurrence
+from jobtrigger.jobs.builder import ANNOTATION_BASELINE, Occurrence
 from jobtrigger.kube.client import JSON
 from jobtrigger.reactor.sync import gate, rekey
 from jobtrigger.reactor.watches import Interest
@@ -25,6 +26,10 @@ from jobtrigger.triggers.resources import ObjectRef
 
 if TYPE_CHECKING:
     from jobtrigger.reactor.sync.core import Sync
+
+#: a baseline larger than this is not put on the Job (annotations share 256 KiB): such a run's status is written
+#: at once instead of behind
+MAX_BASELINE_ANNOTATION = 32 * 1024
 
 
 async def run_resources(s: Sync, jt: JobTrigger, interests: list[list[Interest]]) -> None:
@@ -86,6 +91,7 @@ async def watched(
     pending_key = (s.key, st.hashes)
     persisted: list[JSON] | None = None
     if s.status.get(st.spec_hash) == spec_hash and s.status.get(st.hashes) is not None:
+        read_back(s, st, spec_hash)
         persisted = s.status.get(st.hashes) or []
         s.ctl.pending_baselines.pop(pending_key, None)
         if persisted and rekey.needed(s):
@@ -151,18 +157,59 @@ async def watched(
         first = decision.changes[0]
         more = f" and {len(decision.changes) - 1} more" if len(decision.changes) > 1 else ""
         reason = f"{first.ref} {first.what} ({', '.join(first.paths)}){more}{reason_suffix}"
+        entries = baseline_entries(decision.baseline, items)
+        carried = json.dumps(
+            {"specHash": spec_hash, "hashKeyID": rekey.key_id(s.ctl.settings.hash_key), "hashes": entries},
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+        if len(carried) > MAX_BASELINE_ANNOTATION:
+            carried = ""
+            s.deferrable = False  # the Job cannot carry this run's baseline: the status must, at once
         occurrence = Occurrence(
             trigger=st.trigger,
             key=f"{st.trigger}/{runs}/{decision.digest}",
             reason=reason,
             objects=changed,
+            annotations=((ANNOTATION_BASELINE, carried),) if carried else (),
         )
         if not await gate.run(s, jt, occurrence):
             return  # Queue: the change stays unconsumed until the active Job has finished
         s.status[st.runs] = runs
         if st.last_time:
             s.status[st.last_time] = rfc3339_ms(s.now)
-        set_baseline(s, st, decision.baseline, items, spec_hash)
+        s.status[st.spec_hash] = spec_hash
+        s.status[st.hashes] = entries
+
+
+def read_back(s: Sync, st: WatchedState, spec_hash: str) -> None:
+    """Take the baseline from the newest Job of this trigger when it is newer than the status's: its status write
+    was deferred (write-behind) and the fields kept in memory are gone (a restart, a hand-over), or it was lost
+    (a crash right after the create). Without this, a change reverted meanwhile (A→B, Job for B, back to A)
+    would compare equal to the older baseline A and never run. Only a Job written for the same watch list and
+    hash key counts; one without the annotation (older controllers, an oversized baseline) is skipped."""
+    runs = int(s.status.get(st.runs) or 0)
+    newest: tuple[int, str, str] | None = None
+    for job in s.ctl.jobs_of(s.key).values():
+        if not job.baseline:
+            continue
+        trigger, _, rest = job.occurrence.partition("/")
+        number = rest.partition("/")[0]
+        if trigger == st.trigger and number.isdigit() and int(number) > max(runs, newest[0] if newest else 0):
+            newest = (int(number), job.baseline, job.created)
+    if newest is None:
+        return
+    try:
+        carried = json.loads(newest[1])
+    except ValueError:
+        return
+    key = rekey.key_id(s.ctl.settings.hash_key)
+    if carried.get("specHash") != spec_hash or carried.get("hashKeyID") != key or rekey.needed(s):
+        return  # another watch list, or hashes under another key than the status's (a rotation in between)
+    s.status[st.runs] = newest[0]
+    s.status[st.hashes] = carried.get("hashes") or []
+    if st.last_time:
+        s.status[st.last_time] = newest[2]
 
 
 def set_baseline(
@@ -172,12 +219,17 @@ def set_baseline(
     items: list[resources.ItemState],
     spec_hash: str,
 ) -> None:
+    s.status[st.spec_hash] = spec_hash
+    s.status[st.hashes] = baseline_entries(baseline, items)
+
+
+def baseline_entries(baseline: dict[ObjectRef, dict[str, str]], items: list[resources.ItemState]) -> list[JSON]:
+    """The baseline as ``status.resourceHashes`` (and the Job's baseline annotation) hold it."""
     owners: dict[ObjectRef, list[int]] = defaultdict(list)
     for item in items:
         for ref in item.objects:
             owners[ref].append(item.index)
-    s.status[st.spec_hash] = spec_hash
-    s.status[st.hashes] = [
+    return [
         {
             "apiVersion": ref.api_version,
             "kind": ref.kind,

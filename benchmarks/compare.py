@@ -49,7 +49,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import cpu_seconds
+from benchmarks.common import cpu_seconds, paused_gc
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.demo import install_crd
 from jobtrigger.envtest import ControlPlane
@@ -409,7 +409,8 @@ async def measure_peer(
             run = RateRun(rate)
             await w.begin()
             settle = 30.0 + (args.interval if name == "polling" else 0.0)
-            await drive(kube, peer.ns, watch, run, names, settle)
+            with paused_gc():
+                await drive(kube, peer.ns, watch, run, names, settle)
             run.window = await w.end()
             res.runs.append(run)
             print(

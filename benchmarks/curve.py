@@ -35,7 +35,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import ROOT, cpu_seconds, write_section
+from benchmarks.common import ROOT, cpu_seconds, paused_gc, write_section
 from benchmarks.compare import JobWatch, Peer, ensure_kopf
 from benchmarks.latency import metric, scrape_controller, server_cpu
 from jobtrigger.demo import install_crd
@@ -178,7 +178,8 @@ async def measure(system: str, args: argparse.Namespace, kube: KubeClient, cp: C
             k += n
             step = Step(rate)
             c0, s0, r0 = cpu_seconds(pid) if pid else NAN, server_cpu(cp), await requests(peer)
-            await drive(kube, peer.ns, watch, step, names, settle=20)
+            with paused_gc():
+                await drive(kube, peer.ns, watch, step, names, settle=20)
             c1, s1, r1 = cpu_seconds(pid) if pid else NAN, server_cpu(cp), await requests(peer)
             jobs = len(step.latencies_ms) + step.duplicates
             if jobs:
@@ -199,7 +200,8 @@ async def measure(system: str, args: argparse.Namespace, kube: KubeClient, cp: C
             burst = Step(0.0)
             names = [f"cm{j}" for j in range(min(args.burst, args.pool))]
             t0 = time.perf_counter()
-            await drive(kube, peer.ns, watch, burst, names, settle=60)
+            with paused_gc():
+                await drive(kube, peer.ns, watch, burst, names, settle=60)
             last = max((v[-1] for cm, v in watch.seen.items() if cm in set(names)), default=NAN)
             if not burst.missing and not math.isnan(last):
                 curve.burst_jobs_per_s = len(names) / (last - t0)

@@ -34,7 +34,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import controller_argv, cpu_seconds, free_port, write_section
+from benchmarks.common import controller_argv, cpu_seconds, free_port, paused_gc, write_section
 from jobtrigger.api.models import GROUP, PLURAL, VERSION
 from jobtrigger.demo import install_crd
 from jobtrigger.envtest import ControlPlane
@@ -342,7 +342,8 @@ async def main_async(args: argparse.Namespace) -> tuple[list[tuple[str, Run]], d
         for rate in rates:
             r = Run(rate)
             k0, api0, s0 = len(floor_log), await scrape_apiserver(kube), server_cpu(cp)
-            await drive(kube, fw, r, min(args.changes, int(rate * args.seconds)) or 1, settle=30)
+            with paused_gc():
+                await drive(kube, fw, r, min(args.changes, int(rate * args.seconds)) or 1, settle=30)
             s1, api1 = server_cpu(cp), await scrape_apiserver(kube)
             if r.latencies_ms:
                 r.parts.server_cpu_per_job = 1000 * (s1 - s0) / (len(r.latencies_ms) + r.duplicates)
@@ -399,14 +400,16 @@ async def main_async(args: argparse.Namespace) -> tuple[list[tuple[str, Run]], d
             # one unmeasured change to every ConfigMap the steps use: first Jobs, and no event arrival left over
             # from the start-up (the controller keeps a key's first arrival until that key creates a Job)
             used = max(min(args.changes, int(rate * args.seconds)) or 1 for rate in rates)
-            await drive(kube, jw, Run(50.0), min(used, POOL), settle=30)
+            with paused_gc():
+                await drive(kube, jw, Run(50.0), min(used, POOL), settle=30)
             await asyncio.sleep(1.0)
         floors = {r.rate: r for name, r in results if name == "floor"}
         for rate in rates:
             r = Run(rate)
             c0, api0 = await scrape_controller(http, port), await scrape_apiserver(kube)
             cpu0, s0 = cpu_seconds(proc.pid), server_cpu(cp)
-            await drive(kube, jw, r, min(args.changes, int(rate * args.seconds)) or 1, settle=30)
+            with paused_gc():
+                await drive(kube, jw, r, min(args.changes, int(rate * args.seconds)) or 1, settle=30)
             cpu1, s1 = cpu_seconds(proc.pid), server_cpu(cp)
             c1, api1 = await scrape_controller(http, port), await scrape_apiserver(kube)
             p = r.parts

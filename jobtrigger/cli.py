@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument(
         "--status-burst",
         type=int,
-        default=int(_env("JOBTRIGGER_STATUS_BURST", "50")),
+        default=int(_env("JOBTRIGGER_STATUS_BURST", "1")),
         help="status writes allowed at once before --status-qps applies [env JOBTRIGGER_STATUS_BURST]",
     )
     c.add_argument(

@@ -77,7 +77,7 @@ class Settings:
     #: status writes per second and burst that may record resource runs at once; over it they are merged into a
     #: later write of the same JobTrigger (write-behind, see reactor/writebehind.py); 0: always write at once
     status_qps: float = 20.0
-    status_burst: int = 50
+    status_burst: int = 1
     #: key of the field hashes persisted in status (None: unkeyed, as before 0.2), and the one before a rotation
     hash_key: HashKey | None = None
     previous_hash_key: HashKey | None = None
